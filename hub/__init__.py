@@ -1,0 +1,1 @@
+"""JupyterHub plug-ins: configuration rendering, SciplatSpawner, authenticators, roles."""

@@ -1,0 +1,1 @@
+"""Image catalogue: environment specs for lab and service images."""

@@ -1,0 +1,1 @@
+"""Kernel specs and kernel start-up (service discovery, client configuration)."""

@@ -1,0 +1,1 @@
+"""Prebuilt JupyterLab extension and its server extension."""

@@ -1,0 +1,1 @@
+"""Tutorials, commissioning notebooks and templates shipped with the platform."""

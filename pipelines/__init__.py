@@ -1,0 +1,1 @@
+"""Science payloads: data simulation, prompt (alert) and batch (data release) processing."""

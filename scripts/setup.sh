@@ -1,0 +1,106 @@
+#!/usr/bin/env bash
+# Install everything sciplat needs on a fresh Debian 12 machine, then run a command.
+#
+#   bash scripts/setup.sh up      install, then start the platform (`sciplat up`)
+#   bash scripts/setup.sh test    install, then run the test suite
+#   bash scripts/setup.sh         install only
+#
+# Idempotent: a second run only checks. Environment:
+#   SCIPLAT_PREFIX   where the shared Python 3.12 and the platform venv live
+#                    (default /opt/sciplat as root, ~/.local/share/sciplat otherwise)
+#   SCIPLAT_SKIP_APT=1  do not apt-get install (for machines set up by hand)
+set -euo pipefail
+
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+if [ "$(id -u)" = 0 ]; then
+  prefix=${SCIPLAT_PREFIX:-/opt/sciplat}
+else
+  prefix=${SCIPLAT_PREFIX:-$HOME/.local/share/sciplat}
+fi
+venv="$prefix/venv"
+log() { printf '\033[1;34m[setup]\033[0m %s\n' "$*" >&2; }
+
+# 1. Debian packages: PostgreSQL + pgSphere + q3c (TAP's scale-out backend), STILTS (taplint,
+#    the outside judge), Chromium (browser tests), patchelf (relocating Python 3.12).
+apt_packages=(patchelf postgresql-15 postgresql-15-pgsphere postgresql-15-q3c stilts chromium
+              chromium-driver fonts-dejavu-core rsync)
+if [ "$(id -u)" = 0 ] && [ "${SCIPLAT_SKIP_APT:-0}" != 1 ]; then
+  missing=()
+  for p in "${apt_packages[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+  done
+  if ((${#missing[@]})); then
+    log "apt-get install ${missing[*]}"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  fi
+fi
+
+# 2. Python 3.12 that every Unix account can run. The image's pyenv interpreters live under
+#    root's home (0700), so a lab running as another uid could not start from a venv built on
+#    them. Copy the prefix to $prefix/python and point its RUNPATH at the copy.
+py_src=""
+candidates=("${SCIPLAT_PYTHON:-}")
+if command -v pyenv >/dev/null; then
+  candidates+=($(ls -d "$(pyenv root)"/versions/3.12*/bin/python3.12 2>/dev/null | sort -V -r))
+fi
+candidates+=(/usr/local/bin/python3.12 /usr/bin/python3.12 "$(command -v python3.12 2>/dev/null || true)")
+for cand in "${candidates[@]}"; do
+  if [ -n "$cand" ] && "$cand" -c 'import sys; assert sys.version_info[:2] == (3, 12)' 2>/dev/null; then
+    py_src=$cand; break
+  fi
+done
+[ -n "$py_src" ] || { echo "setup: Python 3.12 not found (set SCIPLAT_PYTHON)" >&2; exit 1; }
+py_prefix=$("$py_src" -c 'import sys; print(sys.base_prefix)')
+shared_py="$prefix/python/bin/python3.12"
+if [ ! -x "$shared_py" ]; then
+  log "copying Python 3.12 from $py_prefix to $prefix/python"
+  mkdir -p "$prefix"
+  rm -rf "$prefix/python.tmp"
+  cp -a "$py_prefix" "$prefix/python.tmp"
+  if command -v patchelf >/dev/null && readelf -d "$prefix/python.tmp/bin/python3.12" | grep -q RUNPATH; then
+    patchelf --set-rpath '$ORIGIN/../lib' "$prefix/python.tmp/bin/python3.12"
+  fi
+  chmod -R a+rX "$prefix/python.tmp"
+  mv "$prefix/python.tmp" "$prefix/python"
+fi
+chmod a+rx "$prefix"
+
+# 3. The platform venv ("recommended" image): sciplat and the science stack.
+if [ ! -x "$venv/bin/python" ]; then
+  log "creating venv $venv"
+  "$shared_py" -m venv "$venv"
+fi
+stamp="$venv/.sciplat-installed"
+want=$( (echo "$here"; cat "$here/pyproject.toml" "$here/setup.py" "$here/images/recommended/requirements.txt") | sha256sum | cut -c1-16)
+if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
+  log "pip install (the science stack takes a few minutes the first time)"
+  "$venv/bin/python" -m pip install -q --upgrade pip
+  # Editable when lab users can read the checkout, a copy otherwise (labs import sciplat as
+  # their own uid, and e.g. a mktemp -d checkout is 0700).
+  editable=(-e)
+  if [ "$(id -u)" = 0 ] && ! setpriv --reuid=65534 --regid=65534 --clear-groups test -r "$here/pyproject.toml" 2>/dev/null; then
+    log "checkout not readable by other accounts: installing a copy of sciplat (rerun after changes)"
+    editable=()
+  fi
+  "$venv/bin/python" -m pip install -q --progress-bar off -r "$here/images/recommended/requirements.txt" "${editable[@]}" "$here[dev]" 2> >(grep -v -e "is ignored: it is neither" -e BuildBackendWarning >&2)
+  echo "$want" > "$stamp"
+fi
+chmod -R a+rX "$venv" 2>/dev/null || true
+
+# 4. Node pieces: configurable-http-proxy (the hub's proxy).
+if [ ! -x "$prefix/node/node_modules/.bin/configurable-http-proxy" ]; then
+  log "npm install configurable-http-proxy"
+  npm install --silent --no-fund --no-audit --prefix "$prefix/node" configurable-http-proxy@5 >/dev/null 2>&1
+fi
+chmod -R a+rX "$prefix/node"
+
+export PATH="$venv/bin:$prefix/node/node_modules/.bin:$PATH"
+export SCIPLAT_PREFIX="$prefix"
+
+case "${1:-}" in
+  up)   shift; exec "$venv/bin/sciplat" up "$@" ;;
+  test) shift; exec bash "$here/scripts/test.sh" "$@" ;;
+  "")   log "installed: $venv (activate with: source $venv/bin/activate)" ;;
+  *)    echo "usage: setup.sh [up|test] [args...]" >&2; exit 2 ;;
+esac
