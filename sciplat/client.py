@@ -76,8 +76,11 @@ class Discovery(BaseModel):
         return session
 
 
-def discovery_document(hub_url: str, datasets: dict[str, dict[str, Any]] | None = None,
-                       services: dict[str, str] | None = None) -> Discovery:
+def discovery_document(
+    hub_url: str,
+    datasets: dict[str, dict[str, Any]] | None = None,
+    services: dict[str, str] | None = None,
+) -> Discovery:
     """Build the document for a platform at *hub_url* (the server side uses this too)."""
     base = hub_url.rstrip("/")
     paths = services if services is not None else SERVICE_PATHS

@@ -43,8 +43,17 @@ GATEWAY_SCOPE = "access:services!service=dask-gateway"
 KNOWN_SCOPES = frozenset([*CUSTOM_SCOPES, GATEWAY_SCOPE])
 
 _SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]i?)?B?\s*$", re.IGNORECASE)
-_UNITS = {None: 1, "K": 10**3, "M": 10**6, "G": 10**9, "T": 10**12,
-          "KI": 2**10, "MI": 2**20, "GI": 2**30, "TI": 2**40}
+_UNITS = {
+    None: 1,
+    "K": 10**3,
+    "M": 10**6,
+    "G": 10**9,
+    "T": 10**12,
+    "KI": 2**10,
+    "MI": 2**20,
+    "GI": 2**30,
+    "TI": 2**40,
+}
 
 
 def parse_bytes(value: int | str) -> int:
@@ -81,7 +90,9 @@ class SizeConfig(_Model):
     @model_validator(mode="after")
     def _label(self) -> SizeConfig:
         if not self.display_name:
-            self.display_name = f"{self.name.title()} ({self.cpu:g} CPU, {self.memory / 2**30:g} GiB)"
+            self.display_name = (
+                f"{self.name.title()} ({self.cpu:g} CPU, {self.memory / 2**30:g} GiB)"
+            )
         return self
 
 
@@ -223,8 +234,13 @@ def _default_groups() -> dict[str, GroupConfig]:
         "staff": GroupConfig(
             description="Commissioning and operations staff.",
             scopes=all_scopes,
-            quotas=QuotaConfig(dask_cores=8, dask_memory=16 * 2**30, dask_workers=16,
-                               tap_concurrent=24, disk=100 * 2**30),
+            quotas=QuotaConfig(
+                dask_cores=8,
+                dask_memory=16 * 2**30,
+                dask_workers=16,
+                tap_concurrent=24,
+                disk=100 * 2**30,
+            ),
         ),
     }
 
@@ -238,8 +254,13 @@ def _default_sizes() -> list[SizeConfig]:
 
 
 def _default_images() -> list[ImageConfig]:
-    return [ImageConfig(name="recommended", tag="recommended",
-                        display_name="Recommended (sciplat's own environment)")]
+    return [
+        ImageConfig(
+            name="recommended",
+            tag="recommended",
+            display_name="Recommended (sciplat's own environment)",
+        )
+    ]
 
 
 class Settings(_Model):

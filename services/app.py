@@ -164,4 +164,3 @@ def create_app(
         return JSONResponse(doc.model_dump(mode="json"))
 
     return app
-

@@ -15,8 +15,13 @@ def register(cli: click.Group) -> None:
         """Run a platform service in the foreground."""
 
     @serve.command("api")
-    @click.option("--settings", "settings_file", type=click.Path(exists=True, path_type=Path),
-                  required=True, help="sciplat.yaml or the settings JSON the hub writes")
+    @click.option(
+        "--settings",
+        "settings_file",
+        type=click.Path(exists=True, path_type=Path),
+        required=True,
+        help="sciplat.yaml or the settings JSON the hub writes",
+    )
     @click.option("--host", default="127.0.0.1", show_default=True)
     @click.option("--port", type=int, default=None, help="default: settings.ports.api")
     def serve_api(settings_file: Path, host: str, port: int | None) -> None:

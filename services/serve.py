@@ -25,5 +25,11 @@ def serve(settings_file: Path, *, host: str = "127.0.0.1", port: int | None = No
         settings = load_settings(settings_file)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     app = create_app(settings)
-    uvicorn.run(app, host=host, port=port or settings.ports.api, log_level="info",
-                proxy_headers=True, forwarded_allow_ips="127.0.0.1")
+    uvicorn.run(
+        app,
+        host=host,
+        port=port or settings.ports.api,
+        log_level="info",
+        proxy_headers=True,
+        forwarded_allow_ips="127.0.0.1",
+    )

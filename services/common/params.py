@@ -56,7 +56,9 @@ class DaliParams:
 
 async def dali_params(request: Request) -> DaliParams:
     """FastAPI dependency: the request's DALI parameters (parsed once per request)."""
-    cached = getattr(request.state, "dali_params", None)
+    # Cached in the ASGI scope, which is per request (request.state may be shared lifespan
+    # state under some servers).
+    cached = request.scope.get("sciplat.dali_params")
     if cached is not None:
         return cached
     items = list(request.query_params.multi_items())
@@ -65,8 +67,9 @@ async def dali_params(request: Request) -> DaliParams:
         content_type = request.headers.get("content-type", "")
         if content_type.startswith(("application/x-www-form-urlencoded", "multipart/form-data")):
             try:
-                form = await request.form(max_files=20, max_fields=1000,
-                                          max_part_size=MAX_PART_SIZE)
+                form = await request.form(
+                    max_files=20, max_fields=1000, max_part_size=MAX_PART_SIZE
+                )
             except Exception as exc:  # starlette raises several types for malformed bodies
                 raise UsageError(f"Malformed form body: {exc}") from exc
             for name, value in form.multi_items():
@@ -75,5 +78,5 @@ async def dali_params(request: Request) -> DaliParams:
                 else:
                     items.append((name, value))
     params = DaliParams(items, files)
-    request.state.dali_params = params
+    request.scope["sciplat.dali_params"] = params
     return params

@@ -20,7 +20,7 @@ def error_votable(message: str, *, infos: dict[str, str] | None = None) -> str:
         f"    <INFO name={quoteattr(k)} value={quoteattr(v)}/>\n" for k, v in (infos or {}).items()
     )
     return (
-        f"{_HEAD}  <RESOURCE type=\"results\">\n"
+        f'{_HEAD}  <RESOURCE type="results">\n'
         f'    <INFO name="QUERY_STATUS" value="ERROR">{escape(message)}</INFO>\n'
         f"{extra}  </RESOURCE>\n</VOTABLE>\n"
     )

@@ -1,0 +1,28 @@
+"""Fixtures shared by every area's tests."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from sciplat.config import Settings
+from support.hub import TestHub, start_test_hub
+
+
+@pytest.fixture(scope="session")
+def platform_settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
+    """Default settings with a private data directory."""
+    return Settings(data_dir=tmp_path_factory.mktemp("data"))
+
+
+@pytest.fixture(scope="session")
+def test_hub(
+    tmp_path_factory: pytest.TempPathFactory, platform_settings: Settings
+) -> Iterator[TestHub]:
+    """A real JupyterHub + proxy with the API service, users alice/bob (group users) and carol
+    (no groups). ``test_hub.token_for("alice")`` mints tokens."""
+    hub = start_test_hub(Path(tmp_path_factory.mktemp("hub")), platform_settings)
+    yield hub
+    hub.stop()

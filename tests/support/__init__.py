@@ -1,0 +1,1 @@
+"""Test support shared by every area: free ports, real servers on loopback."""
