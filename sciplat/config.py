@@ -21,6 +21,7 @@ __all__ = [
     "GroupConfig",
     "HubConfig",
     "ImageConfig",
+    "NotebooksConfig",
     "OIDCConfig",
     "PortsConfig",
     "QuotaConfig",
@@ -215,6 +216,26 @@ class CatalogConfig(_Model):
     query_timeout: int = Field(600, ge=1, description="Seconds before a query is cancelled.")
 
 
+class NotebooksConfig(_Model):
+    """Prepared and templated notebook execution (the ``notebooks`` API service)."""
+
+    default_timeout: int = Field(600, ge=1, description="Seconds a run may take by default.")
+    max_timeout: int = Field(3600, ge=1, description="Largest timeout a run may ask for.")
+    max_concurrent: int = Field(
+        2, ge=1, description="Runs executing at once on this host; more wait in a queue."
+    )
+    template_dirs: list[Path] = Field(
+        default_factory=list,
+        description="Extra directories of templates (notebook + sidecar YAML) besides the "
+        "shipped notebooks/templates and notebooks/commissioning.",
+    )
+    run_as_user: bool = Field(
+        True,
+        description="When the service runs as root, execute each notebook as the requesting "
+        "user's Unix account; False runs every notebook as the service's own uid.",
+    )
+
+
 def _default_data_dir() -> Path:
     if env := os.environ.get("SCIPLAT_DATA_DIR"):
         return Path(env)
@@ -274,6 +295,7 @@ class Settings(_Model):
     sizes: list[SizeConfig] = Field(default_factory=_default_sizes, min_length=1)
     groups: dict[str, GroupConfig] = Field(default_factory=_default_groups)
     catalog: CatalogConfig = Field(default_factory=CatalogConfig)
+    notebooks: NotebooksConfig = Field(default_factory=NotebooksConfig)
 
     @model_validator(mode="after")
     def _consistent(self) -> Settings:
