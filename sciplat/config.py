@@ -157,6 +157,11 @@ class OIDCConfig(_Model):
     groups_claim: str = "groups"
     scopes: list[str] = Field(default_factory=lambda: ["openid", "profile", "email"])
     admin_groups: list[str] = Field(default_factory=list)
+    allowed_groups: list[str] = Field(
+        default_factory=list,
+        description="Only members of these provider groups may log in; empty: everyone the "
+        "provider authenticates.",
+    )
     authorize_url: str = Field("", description="Override of the discovered endpoint.")
     token_url: str = Field("", description="Override of the discovered endpoint.")
     userdata_url: str = Field("", description="Override of the discovered endpoint.")

@@ -1,0 +1,108 @@
+"""The embedded default's identity: sign-up with admin approval and password rules.
+
+:class:`SciplatNativeAuthenticator` is jupyterhub-nativeauthenticator made to work on
+JupyterHub 6 (its own login handler is a 500 there) with sciplat's username rule, clear
+sign-up errors (on the page and as JSON), approval by POST with an XSRF token instead of a
+GET link, and default groups.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from nativeauthenticator import NativeAuthenticator
+from nativeauthenticator.orm import UserInfo
+from traitlets import default
+
+from . import handlers
+from .errors import SignupError
+from .groups import SciplatAuthMixin, add_to_groups
+
+__all__ = ["SciplatNativeAuthenticator"]
+
+
+class SciplatNativeAuthenticator(SciplatAuthMixin, NativeAuthenticator):
+    """Local accounts with passwords: people sign up, an admin approves, then they log in.
+
+    Every approved user joins :attr:`default_groups` when their hub account is created (first
+    login, or an admin creating it) and again at every hub start, so the groups' roles reach
+    them. Admins may add users to further groups on the admin page; logins never remove
+    memberships.
+    """
+
+    @default("check_common_password")
+    def _check_common_default(self) -> bool:
+        return True
+
+    @default("minimum_password_length")
+    def _minimum_length_default(self) -> int:
+        return 10
+
+    # -- rules ----------------------------------------------------------------------------
+    def password_problem(self, password: str, username: str = "") -> str | None:
+        """Why *password* is not acceptable, or None."""
+        if len(password) < self.minimum_password_length:
+            return f"Passwords need at least {self.minimum_password_length} characters."
+        if self.check_common_password and self.is_password_common(password):
+            return "This password is on a list of commonly used passwords; choose another."
+        if username and username.lower() in password.lower():
+            return "The password must not contain the username."
+        return None
+
+    def is_password_strong(self, password: str) -> bool:
+        return self.password_problem(password) is None
+
+    def check_signup(self, username: str, password: str, confirmation: str) -> None:
+        """Raise :class:`SignupError` when a sign-up must be refused (*username* normalized)."""
+        if not self.enable_signup:
+            raise SignupError("Sign-up is closed on this platform.", status_code=404)
+        problem = self.username_problem(username)
+        if problem:
+            raise SignupError(problem)
+        if self.user_exists(username):
+            raise SignupError(
+                f"The username {username!r} is already taken; please choose another.",
+                status_code=409,
+            )
+        if password != confirmation:
+            raise SignupError("The password and its confirmation differ.")
+        problem = self.password_problem(password, username)
+        if problem:
+            raise SignupError(problem)
+
+    def signup(self, username: str, password: str, **info: Any) -> UserInfo:
+        """Create the sign-up record for a checked request; returns it (``is_authorized``)."""
+        record = self.create_user(username, password, **info)
+        if record is None:  # create_user re-checks; a race or a rule we did not foresee
+            raise SignupError("The sign-up could not be completed; please try again.")
+        return record
+
+    def is_pending(self, username: str, password: str) -> bool:
+        """True when *username* signed up with *password* but is not approved yet."""
+        record = self.get_user(username)
+        return bool(
+            record is not None and not record.is_authorized and record.is_valid_password(password)
+        )
+
+    # -- JupyterHub hooks -----------------------------------------------------------------
+    async def authenticate(self, handler: Any, data: dict[str, str]) -> str | None:
+        if not data.get("username") or "password" not in data:
+            return None
+        return await super().authenticate(handler, data)
+
+    def add_user(self, user: Any) -> None:
+        super().add_user(user)
+        added = add_to_groups(user, self.default_groups)
+        if added:
+            self.log.info("Added user %s to default group(s) %s", user.name, ", ".join(added))
+
+    def get_handlers(self, app: Any) -> list[tuple[str, type]]:
+        return [
+            (r"/login", handlers.LoginHandler),
+            (r"/signup", handlers.SignUpHandler),
+            (r"/authorize", handlers.AuthorizationAreaHandler),
+            (r"/authorize/([^/]*)", handlers.ToggleAuthorizationHandler),
+            (r"/discard/([^/]*)", handlers.DiscardHandler),
+            (r"/change-password", handlers.ChangePasswordHandler),
+            (r"/change-password/([^/]+)", handlers.ChangePasswordAdminHandler),
+        ]
