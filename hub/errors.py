@@ -16,11 +16,16 @@ class SciplatSpawnError(SpawnException):
     error bodies, and logs ``log_message``.
     """
 
-    def __init__(self, message: str, *, reason: str, status_code: int = 400,
-                 log_message: str = "") -> None:
-        super().__init__(message, reason=reason, status_code=status_code,
-                         log_message=log_message or message,
-                         message_html=_pre(message))
+    def __init__(
+        self, message: str, *, reason: str, status_code: int = 400, log_message: str = ""
+    ) -> None:
+        super().__init__(
+            message,
+            reason=reason,
+            status_code=status_code,
+            log_message=log_message or message,
+            message_html=_pre(message),
+        )
 
     @property
     def jupyterhub_message(self) -> str:

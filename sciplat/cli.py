@@ -18,7 +18,9 @@ from sciplat.config import Settings, load_settings
 
 #: Modules that add commands. Keep sorted; one line per area.
 COMMAND_MODULES: list[str] = [
+    "sciplat.hub.commands",
     "sciplat.services.commands",
+    "sciplat.services.workspace.commands",
 ]
 
 
