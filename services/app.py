@@ -34,7 +34,9 @@ __all__ = ["PLUGINS", "create_app"]
 log = logging.getLogger("sciplat.services")
 
 #: The areas mounted in the API service, as "module:attribute" of a ServicePlugin.
-PLUGINS: list[str] = []
+PLUGINS: list[str] = [
+    "sciplat.services.workspace:plugin",
+]
 
 
 def load_plugins(names: list[str] | None = None) -> list[ServicePlugin]:
@@ -149,7 +151,8 @@ def create_app(
         return render(request, 500, error)
 
     for plugin in plugins:
-        app.include_router(plugin.router_factory(), prefix=f"{prefix}/{plugin.name}")
+        if plugin.router_factory is not None:
+            app.include_router(plugin.router_factory(), prefix=f"{prefix}/{plugin.name}")
 
     @app.get(f"{prefix}/health", include_in_schema=False)
     async def health() -> dict[str, str]:
@@ -162,5 +165,10 @@ def create_app(
         """The discovery document (service URLs and data sets) for the calling user."""
         doc = discovery_document(request.app.state.context.settings.public_url)
         return JSONResponse(doc.model_dump(mode="json"))
+
+    # Whole-application areas last, so their catch-all mounts never shadow routes.
+    for plugin in plugins:
+        if plugin.asgi_app_factory is not None:
+            app.mount(f"{prefix}/{plugin.name}", plugin.asgi_app_factory())
 
     return app

@@ -14,6 +14,7 @@ from typing import Any, Literal
 
 import httpx
 from fastapi import APIRouter, Request
+from starlette.types import ASGIApp
 
 from sciplat.config import Settings
 from sciplat.services.common.auth import HubTokenVerifier
@@ -42,7 +43,10 @@ class ServicePlugin:
     """One area of the API service."""
 
     name: str
-    router_factory: Callable[[], APIRouter]
+    router_factory: Callable[[], APIRouter] | None = None
+    #: For areas that are whole ASGI applications (e.g. WebDAV): mounted at the same prefix,
+    #: after the router's routes. They render their own errors.
+    asgi_app_factory: Callable[[], ASGIApp] | None = None
     #: How errors under this plugin's prefix are rendered: DALI VOTable, JSON or plain text.
     error_format: Literal["votable", "json", "text"] = "votable"
     startup: Hook | None = None
