@@ -22,6 +22,8 @@ from jinja2 import ChoiceLoader, FileSystemLoader
 from nativeauthenticator import handlers as upstream
 from nativeauthenticator.orm import UserInfo
 from tornado import web
+from tornado.escape import url_escape
+from tornado.httputil import url_concat
 
 from .errors import SignupError
 
@@ -43,15 +45,21 @@ _admin_only = upstream.admin_users_scope
 
 
 class _Base(upstream.LocalBase):
-    """Adds sciplat's templates (``sciplat-*.html``) to the hub's template search path."""
+    """Adds nativeauthenticator's and sciplat's (``sciplat-*.html``) templates to the hub's.
+
+    Upstream registers its templates with the async environment only; error pages render
+    with the sync one (``jinja2_env_sync``), so both get them here.
+    """
 
     _sciplat_templates_registered = False
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         if not _Base._sciplat_templates_registered:
-            env = self.settings["jinja2_env"]
-            env.loader = ChoiceLoader([env.loader, FileSystemLoader([str(TEMPLATE_DIR)])])
+            dirs = [str(TEMPLATE_DIR), upstream.TEMPLATE_DIR]
+            for key in ("jinja2_env", "jinja2_env_sync"):
+                env = self.settings[key]
+                env.loader = ChoiceLoader([env.loader, FileSystemLoader(dirs)])
             _Base._sciplat_templates_registered = True
 
     def wants_json(self) -> bool:
@@ -62,10 +70,29 @@ class LoginHandler(_Base, upstream.LoginHandler):
     """``/hub/login``: the native login form."""
 
     def _render(
-        self, login_error: str | None = None, username: str | None = None, **error_namespace: Any
+        self,
+        login_error: str | None = None,
+        username: str | None = None,
+        sync: bool = False,
+        **error_namespace: Any,
     ) -> Any:
-        # JupyterHub 6 renders a failed form POST's error page through _render(**namespace).
-        return super()._render(login_error=login_error, username=username)
+        # JupyterHub 6 renders a failed form POST's error page (an expired XSRF token, ...)
+        # as the login form, through _render(sync=True, status_code=..., message=...).
+        auth = self.authenticator
+        return self.render_template(
+            "native-login.html",
+            sync=sync,
+            next=url_escape(self.get_argument("next", default="")),
+            username=username,
+            login_error=login_error,
+            custom_html=auth.custom_html,
+            login_url=self.settings["login_url"],
+            enable_signup=auth.enable_signup,
+            two_factor_auth=auth.allow_2fa,
+            authenticator_login_url=url_concat(
+                auth.login_url(self.hub.base_url), {"next": self.get_argument("next", "")}
+            ),
+        )
 
     async def post(self) -> None:
         data = {
