@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 __all__ = [
     "CatalogConfig",
     "CullConfig",
+    "GatewayConfig",
     "GroupConfig",
     "HubConfig",
     "ImageConfig",
@@ -211,6 +212,40 @@ class HubConfig(_Model):
         return self
 
 
+class GatewayConfig(_Model):
+    """Batch compute: dask-gateway clusters (per-user limits come from the groups' quotas)."""
+
+    backend: Literal["auto", "local", "unsafe-local"] = Field(
+        "auto",
+        description="'local': clusters run as the user's Unix account (needs root); "
+        "'unsafe-local': as sciplat's own uid (single-uid development only); 'auto': local when "
+        "run as root, unsafe-local otherwise.",
+    )
+    images: list[str] = Field(
+        default_factory=list,
+        description="Names of the images clusters may run; empty means every lab image.",
+    )
+    worker_cores: int = Field(1, ge=1, description="Default cores of a worker.")
+    worker_memory: ByteSize = Field(2 * 2**30, description="Default memory of a worker ('2G').")
+    scheduler_memory: ByteSize = Field(2**30, description="Memory of a scheduler ('1G').")
+    idle_timeout: int = Field(
+        1800, ge=0, description="Seconds without work before a cluster stops; 0 means never."
+    )
+    max_idle_timeout: int = Field(
+        86400, ge=0, description="Largest idle_timeout a user may ask for; 0 means no limit."
+    )
+    max_clusters_per_user: int = Field(2, ge=1, description="Running clusters per user.")
+    heartbeat_period: int = Field(
+        10, ge=1, description="Seconds between a cluster's heartbeats to the gateway."
+    )
+    start_timeout: int = Field(60, ge=5, description="Seconds a scheduler or worker may take.")
+
+    @field_validator("worker_memory", "scheduler_memory", mode="before")
+    @classmethod
+    def _bytes(cls, value: int | str) -> int:
+        return parse_bytes(value)
+
+
 class CatalogConfig(_Model):
     """The catalog database behind TAP."""
 
@@ -300,6 +335,7 @@ class Settings(_Model):
     sizes: list[SizeConfig] = Field(default_factory=_default_sizes, min_length=1)
     groups: dict[str, GroupConfig] = Field(default_factory=_default_groups)
     catalog: CatalogConfig = Field(default_factory=CatalogConfig)
+    gateway: GatewayConfig = Field(default_factory=GatewayConfig)
     notebooks: NotebooksConfig = Field(default_factory=NotebooksConfig)
 
     @model_validator(mode="after")

@@ -27,6 +27,7 @@ __all__ = ["TestHub", "start_test_hub"]
 PROXY = Path(os.environ.get("SCIPLAT_PREFIX", "/opt/sciplat")) / "node/node_modules/.bin"
 
 _CONFIG = """
+import importlib
 import json
 from sciplat.config import Settings
 from sciplat.services import hubconf
@@ -56,6 +57,9 @@ c.JupyterHub.load_roles = [
        "services": ["test-admin"]}}]
 c.JupyterHub.services = [{{"name": "test-admin", "api_token": spec["admin_token"]}}]
 hubconf.configure(c, settings)
+for target in spec.get("extensions", []):  # called like the hub's EXTENSIONS
+    module_name, _, func_name = target.partition(":")
+    getattr(importlib.import_module(module_name), func_name)(c, settings)
 """
 
 
@@ -120,8 +124,13 @@ def start_test_hub(
     *,
     users: dict[str, list[str]] | None = None,
     admins: list[str] = ("admin",),
+    extensions: list[str] = (),
 ) -> TestHub:
-    """Start JupyterHub for *settings* with *users* (name -> groups); returns when it answers."""
+    """Start JupyterHub for *settings* with *users* (name -> groups); returns when it answers.
+
+    *extensions* are ``"module:function"`` hub extensions (like ``hubconfig.EXTENSIONS``) called
+    as ``fn(c, settings)`` after the API service is configured.
+    """
     users = users if users is not None else {"alice": ["users"], "bob": ["users"], "carol": []}
     directory.mkdir(parents=True, exist_ok=True)
     port = free_port()
@@ -151,6 +160,7 @@ def start_test_hub(
         "custom_scopes": CUSTOM_SCOPES,
         "groups": groups,
         "group_scopes": {name: group.scopes for name, group in settings.groups.items()},
+        "extensions": list(extensions),
     }
     (directory / "spec.json").write_text(json.dumps(spec))
     config = directory / "jupyterhub_config.py"
