@@ -31,6 +31,7 @@ __all__ = [
 #: Extensions called at the end of :func:`configure`, in order.
 EXTENSIONS: list[str] = [
     "sciplat.services.hubconf:configure",
+    "sciplat.hub.gateway:configure_hub",
 ]
 
 CLI_SERVICE = "sciplat-cli"
