@@ -1,0 +1,152 @@
+"""SODA 1.0 cutouts: parameters and the ``/soda`` routes.
+
+``ID`` (repeatable) names datasets by their publisher DID; ``CIRCLE``, ``POLYGON`` and ``POS``
+(repeatable) are the regions; every (ID, region) pair becomes one cutout in the output file.
+``BAND``, ``TIME`` and ``POL`` filter: the images are single-band, single-epoch, Stokes I, so a
+filter either contains the dataset (no effect) or misses it (an error naming the dataset).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from fastapi import APIRouter, Depends
+from fastapi.responses import Response
+from starlette.concurrency import run_in_threadpool
+
+from sciplat.services.common.auth import AuthenticatedUser, require_scope
+from sciplat.services.common.errors import UsageError
+from sciplat.services.common.params import DaliParams, dali_params
+from sciplat.services.images.backend import (
+    ImageBackend,
+    backend_dependency,
+    get_backend,
+    shutdown_backend,
+)
+from sciplat.services.images.cutout import CutoutRequest, make_cutouts
+from sciplat.services.images.intervals import parse_band, parse_pol, parse_time
+from sciplat.services.images.regions import (
+    SkyRegion,
+    parse_circle,
+    parse_polygon,
+    parse_pos,
+)
+from sciplat.services.images.sia import IMAGE_SCOPE
+from sciplat.services.images.vosi import Capability, add_vosi_routes
+from sciplat.services.plugin import AppContext, ServicePlugin
+
+__all__ = ["SodaParameters", "parse_soda", "plugin", "run_cutout"]
+
+FITS = "application/fits"
+MAX_IDS = 50
+
+
+@dataclass(frozen=True)
+class SodaParameters:
+    """A checked SODA request."""
+
+    ids: list[str]
+    regions: list[tuple[str, SkyRegion]]  # (label as given, region)
+    band: list[tuple[float, float]]
+    time: list[tuple[float, float]]
+    pol: list[str]
+
+    def to_params(self) -> list[tuple[str, str]]:
+        """Back to (name, value) pairs, for storing as UWS job parameters."""
+        out = [("ID", i) for i in self.ids]
+        out += [(label.split(" ", 1)[0], label.split(" ", 1)[1]) for label, _ in self.regions]
+        out += [("BAND", f"{lo!r} {hi!r}") for lo, hi in self.band]
+        out += [("TIME", f"{lo!r} {hi!r}") for lo, hi in self.time]
+        out += [("POL", p) for p in self.pol]
+        return out
+
+
+def parse_soda(params: DaliParams) -> SodaParameters:
+    ids = [i.strip() for i in params.getlist("ID") if i.strip()]
+    if not ids:
+        raise UsageError("ID is required (the dataset's obs_publisher_did)")
+    if len(ids) > MAX_IDS:
+        raise UsageError(f"{len(ids)} IDs given; at most {MAX_IDS} per request")
+    regions: list[tuple[str, SkyRegion]] = []
+    for value in params.getlist("CIRCLE"):
+        regions.append((f"CIRCLE {value.strip()}", parse_circle(value)))
+    for value in params.getlist("POLYGON"):
+        regions.append((f"POLYGON {value.strip()}", parse_polygon(value)))
+    for value in params.getlist("POS"):
+        regions.append((f"POS {value.strip()}", parse_pos(value)))
+    if not regions:
+        raise UsageError("A cutout needs a region: CIRCLE, POLYGON or POS")
+    return SodaParameters(
+        ids=ids,
+        regions=regions,
+        band=[parse_band(v) for v in params.getlist("BAND")],
+        time=[parse_time(v) for v in params.getlist("TIME")],
+        pol=[parse_pol(v) for v in params.getlist("POL")],
+    )
+
+
+def _check_filters(backend: ImageBackend, did: str, request: SodaParameters) -> None:
+    row = backend.obscore.by_did(did)
+    if row is None:
+        return  # a Butler dataset outside ObsCore (e.g. a calibration frame): no axes to check
+    for name, intervals, lo_col, hi_col in (
+        ("BAND", request.band, "em_min", "em_max"),
+        ("TIME", request.time, "t_min", "t_max"),
+    ):
+        if not intervals or row[lo_col] is None or row[hi_col] is None:
+            continue
+        lo, hi = float(row[lo_col]), float(row[hi_col])
+        if not any(a <= hi and b >= lo for a, b in intervals):
+            raise UsageError(
+                f"{name} {intervals} does not overlap dataset {did} ({name} {lo:g} {hi:g})"
+            )
+    if request.pol:
+        states = row["pol_states"] or "/I/"  # unpolarised images are total intensity
+        if not any(f"/{p}/" in states for p in request.pol):
+            raise UsageError(f"POL {request.pol} does not match dataset {did} (states {states})")
+
+
+def run_cutout(backend: ImageBackend, request: SodaParameters) -> bytes:
+    """The FITS file for *request* (blocking: run it in a thread or a job)."""
+    cutouts = []
+    for did in request.ids:
+        dataset = backend.repo.resolve(did)
+        _check_filters(backend, did, request)
+        cutouts.extend(CutoutRequest(dataset, region, label) for label, region in request.regions)
+    return make_cutouts(cutouts, backend.limits)
+
+
+def _router() -> APIRouter:
+    router = APIRouter()
+    add_vosi_routes(
+        router,
+        "soda",
+        [Capability("ivo://ivoa.net/std/SODA#sync-1.0", "sync", version="1.0")],
+        lambda context: get_backend(context).available(),
+    )
+
+    @router.api_route("/sync", methods=["GET", "POST"])
+    async def sync(
+        params: DaliParams = Depends(dali_params),
+        user: AuthenticatedUser = Depends(require_scope(IMAGE_SCOPE)),
+        backend: ImageBackend = Depends(backend_dependency),
+    ) -> Response:
+        """SODA sync: the cutouts, as one FITS file."""
+        request = parse_soda(params)
+        body = await run_in_threadpool(run_cutout, backend, request)
+        return Response(
+            body,
+            media_type=FITS,
+            headers={"Content-Disposition": 'inline; filename="cutout.fits"'},
+        )
+
+    return router
+
+
+async def _startup(context: AppContext) -> None:
+    get_backend(context)
+
+
+plugin = ServicePlugin(
+    name="soda", router_factory=_router, startup=_startup, shutdown=shutdown_backend
+)

@@ -1,0 +1,229 @@
+"""Storage: cone searches on the catalog's Object table (DuckDB, read-only).
+
+Pruning uses the table's HEALPix column when it has one (named ``hpx<order>`` or
+``healpix<order>``, NESTED numbering): the cone's pixels at that order (astropy-healpix) become
+an ``IN`` list of ranges; otherwise a declination band and an RA window, which prune DuckDB's
+row groups because the catalog is stored sorted by sky cell, as TAP's cone translation does.
+The exact test is the haversine distance in SQL.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from sciplat.services.common.errors import ServiceError
+from sciplat.services.images.votable import Field
+
+__all__ = ["ConeCatalog", "ConeColumn", "ConeResult"]
+
+_HEALPIX_NAME = re.compile(r"^(?:hpx|healpix)_?(\d{1,2})$", re.IGNORECASE)
+_TYPES = {
+    "DOUBLE": "double",
+    "FLOAT": "float",
+    "REAL": "float",
+    "BIGINT": "long",
+    "UBIGINT": "long",
+    "HUGEINT": "long",
+    "INTEGER": "int",
+    "UINTEGER": "long",
+    "SMALLINT": "short",
+    "TINYINT": "short",
+    "BOOLEAN": "boolean",
+}
+
+
+class CatalogUnavailableError(ServiceError):
+    status_code = 503
+    error_code = "ServiceUnavailable"
+
+
+@dataclass(frozen=True)
+class ConeColumn:
+    name: str
+    field: Field
+    principal: bool
+
+
+@dataclass(frozen=True)
+class ConeResult:
+    fields: list[Field]
+    rows: list[tuple[Any, ...]]
+    overflow: bool
+
+
+class ConeCatalog:
+    """The Object table: its columns (with TAP_SCHEMA metadata) and cone queries."""
+
+    def __init__(
+        self,
+        catalog: Path,
+        *,
+        table: str = "dp1.Object",
+        id_column: str = "objectId",
+        ra_column: str = "coord_ra",
+        dec_column: str = "coord_dec",
+    ) -> None:
+        self.catalog = Path(catalog)
+        self.table = table
+        self.id_column, self.ra_column, self.dec_column = id_column, ra_column, dec_column
+        self._lock = threading.Lock()
+        self._con: Any = None
+        self._stamp: tuple[float, int] | None = None
+        self._columns: list[ConeColumn] = []
+        self.healpix: tuple[str, int] | None = None
+        self._local = threading.local()
+
+    def _connect(self) -> Any:
+        """The shared read-only connection (re-opened when the catalog file changes)."""
+        try:
+            stat = self.catalog.stat()
+        except FileNotFoundError:
+            raise CatalogUnavailableError(
+                "The catalog is not available (no data preview)"
+            ) from None
+        stamp = (stat.st_mtime, stat.st_size)
+        with self._lock:
+            if self._con is None or stamp != self._stamp:
+                import duckdb
+
+                if self._con is not None:
+                    self._con.close()
+                try:
+                    self._con = duckdb.connect(str(self.catalog), read_only=True)
+                    self._columns = self._describe(self._con)
+                except duckdb.Error as exc:
+                    self._con = None
+                    raise CatalogUnavailableError(f"The catalog cannot be read now: {exc}") from exc
+                self._stamp = stamp
+                self._local = threading.local()
+            return self._con
+
+    def _cursor(self) -> Any:
+        con = self._connect()
+        cursor = getattr(self._local, "cursor", None)
+        if cursor is None or getattr(self._local, "con", None) is not con:
+            cursor = con.cursor()
+            self._local.cursor, self._local.con = cursor, con
+        return cursor
+
+    def _describe(self, con: Any) -> list[ConeColumn]:
+        schema, _, table = self.table.rpartition(".")
+        info = con.execute(
+            "SELECT column_name, data_type FROM information_schema.columns "
+            "WHERE table_schema = ? AND table_name = ? ORDER BY ordinal_position",
+            [schema or "main", table],
+        ).fetchall()
+        if not info:
+            raise CatalogUnavailableError(f"The catalog has no table {self.table}")
+        meta: dict[str, tuple[Any, ...]] = {}
+        try:
+            for row in con.execute(
+                "SELECT column_name, unit, ucd, description, principal FROM tap_schema.columns "
+                "WHERE table_name = ?",
+                [self.table],
+            ).fetchall():
+                meta[row[0]] = row[1:]
+        except Exception:  # no TAP_SCHEMA: types only
+            meta = {}
+        columns = []
+        self.healpix = None
+        for name, duck_type in info:
+            match = _HEALPIX_NAME.match(name)
+            if match and duck_type.upper() in ("BIGINT", "INTEGER", "UBIGINT"):
+                self.healpix = (name, int(match.group(1)))
+            unit, ucd, description, principal = meta.get(name, (None, None, None, 0))
+            special = {
+                self.id_column: "ID_MAIN",
+                self.ra_column: "POS_EQ_RA_MAIN",
+                self.dec_column: "POS_EQ_DEC_MAIN",
+            }
+            base = duck_type.upper().split("(")[0]
+            datatype = _TYPES.get(base, "char")
+            field = Field(
+                name,
+                datatype,
+                ucd=special.get(name, ucd or None),
+                unit=unit or None,
+                description=description or None,
+            )
+            columns.append(ConeColumn(name, field, bool(principal) or name in special))
+        return columns
+
+    def columns(self, verb: int) -> list[ConeColumn]:
+        """VERB=1: id and position; 2: TAP principal columns; 3: every column."""
+        self._connect()
+        if verb == 1:
+            keep = {self.id_column, self.ra_column, self.dec_column}
+            return [c for c in self._columns if c.name in keep]
+        if verb == 2:
+            return [c for c in self._columns if c.principal]
+        return list(self._columns)
+
+    def _healpix_ranges(self, ra: float, dec: float, radius: float) -> list[tuple[int, int]]:
+        from astropy import units as u
+        from astropy.coordinates import Latitude, Longitude
+        from astropy_healpix import HEALPix
+
+        assert self.healpix is not None
+        order = self.healpix[1]
+        hp = HEALPix(nside=2**order, order="nested")
+        pixels = np.sort(
+            hp.cone_search_lonlat(
+                Longitude(ra * u.deg),
+                Latitude(dec * u.deg),
+                radius=(radius + hp.pixel_resolution.to_value(u.deg)) * u.deg,
+            )
+        )
+        ranges: list[tuple[int, int]] = []
+        for pixel in pixels.tolist():
+            if ranges and pixel == ranges[-1][1] + 1:
+                ranges[-1] = (ranges[-1][0], pixel)
+            else:
+                ranges.append((pixel, pixel))
+        return ranges
+
+    def search(self, ra: float, dec: float, radius: float, verb: int, maxrec: int) -> ConeResult:
+        """Rows within *radius* degrees of (ra, dec), at most *maxrec* (overflow flagged)."""
+        cursor = self._cursor()
+        columns = self.columns(verb)
+        ra_c, dec_c = f'"{self.ra_column}"', f'"{self.dec_column}"'
+        where = [f"{dec_c} BETWEEN ? AND ?"]
+        args: list[Any] = [dec - radius, dec + radius]
+        cos_dec = math.cos(math.radians(min(89.9, abs(dec) + radius)))
+        half_width = radius / cos_dec if cos_dec > 1e-6 else 360.0
+        if half_width < 180.0 and abs(dec) + radius < 89.9:
+            lo, hi = (ra - half_width) % 360.0, (ra + half_width) % 360.0
+            joiner = "AND" if lo <= hi else "OR"
+            where.append(f"({ra_c} >= ? {joiner} {ra_c} <= ?)")
+            args += [lo, hi]
+        if self.healpix is not None and radius < 10.0:
+            column = f'"{self.healpix[0]}"'
+            ranges = self._healpix_ranges(ra, dec, radius)
+            where.append(
+                "(" + " OR ".join(f"{column} BETWEEN {a} AND {b}" for a, b in ranges) + ")"
+                if ranges
+                else "FALSE"
+            )
+        where.append(
+            f"2 * asin(sqrt(pow(sin(radians({dec_c} - ?) / 2), 2) + cos(radians({dec_c})) * "
+            f"cos(radians(?)) * pow(sin(radians({ra_c} - ?) / 2), 2))) <= radians(?)"
+        )
+        args += [dec, dec, ra, radius]
+        select = ", ".join(f'"{c.name}"' for c in columns)
+        sql = f"SELECT {select} FROM {self.table} WHERE {' AND '.join(where)} LIMIT {maxrec + 1}"
+        rows = cursor.execute(sql, args).fetchall()
+        overflow = len(rows) > maxrec
+        return ConeResult([c.field for c in columns], rows[:maxrec], overflow)
+
+    def close(self) -> None:
+        with self._lock:
+            if self._con is not None:
+                self._con.close()
+                self._con = None
