@@ -13,6 +13,7 @@ __all__ = [
     "PermissionDeniedError",
     "QuotaExceededError",
     "ServiceError",
+    "ServiceUnavailableError",
     "UsageError",
 ]
 
@@ -66,3 +67,10 @@ class QuotaExceededError(ServiceError):
 
     status_code = 429
     error_code = "QuotaExceeded"
+
+
+class ServiceUnavailableError(ServiceError):
+    """The service cannot answer now (its database is missing or down) (HTTP 503)."""
+
+    status_code = 503
+    error_code = "ServiceUnavailable"

@@ -1,0 +1,264 @@
+"""TAP logic between the HTTP handlers and the catalog backend.
+
+A query goes: DALI parameters -> :class:`TapRequest` (checked) -> ADQL translation against
+TAP_SCHEMA (+ uploads) -> backend execution (first batch fetched, so errors come back as
+errors) -> a streamed writer. Sync queries stream to the client; async jobs stream to a file.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pyarrow as pa
+
+from sciplat.config import Settings
+from sciplat.services.common.errors import ServiceError, UsageError
+from sciplat.services.common.params import DaliParams
+from sciplat.services.common.uws.models import Job, JobResult
+from sciplat.services.common.uws.service import CancelToken
+from sciplat.services.tap.adql import translate
+from sciplat.services.tap.history import HistoryEntry, QueryHistory
+from sciplat.services.tap.quota import QueryQuota
+from sciplat.services.tap.storage.base import Catalog
+from sciplat.services.tap.upload import UploadSpec, parse_upload_param, read_upload
+from sciplat.services.tap.votable.fields import fields_for
+from sciplat.services.tap.votable.formats import OutputFormat, output_format
+from sciplat.services.tap.votable.stream import ResultStream, RowLimiter
+
+__all__ = ["JOB_PARAMETERS", "TapRequest", "TapService", "parse_request"]
+
+log = logging.getLogger("sciplat.services.tap")
+
+#: Parameters a TAP job keeps (lower-case); others are ignored.
+JOB_PARAMETERS = ("request", "lang", "query", "maxrec", "responseformat", "format", "upload")
+_LANGS = {"adql", "adql-2.0", "adql-2.1"}
+
+
+@dataclass(frozen=True)
+class TapRequest:
+    query: str
+    maxrec: int
+    format: OutputFormat
+    uploads: list[UploadSpec] = field(default_factory=list)
+
+
+def parse_request(params: DaliParams, settings: Settings) -> TapRequest:
+    """Check a TAP query request's parameters (TAP 1.1 §2.3)."""
+    request = params.single("request")
+    if request is not None and request.strip().lower() != "doquery":
+        raise UsageError(f"REQUEST must be doQuery, not {request!r}")
+    lang = params.single("lang")
+    if lang is not None and lang.strip().lower() not in _LANGS:
+        raise UsageError(f"LANG {lang!r} is not supported; use ADQL")
+    query = params.single("query")
+    if query is None or not query.strip():
+        raise UsageError("QUERY is required")
+    config = settings.catalog
+    maxrec_text = params.single("maxrec")
+    if maxrec_text is None:
+        maxrec = min(config.default_maxrec, config.max_rows)
+    else:
+        try:
+            maxrec = int(maxrec_text.strip())
+        except ValueError as exc:
+            raise UsageError(f"MAXREC must be a non-negative integer, not {maxrec_text!r}") from exc
+        if maxrec < 0:
+            raise UsageError(f"MAXREC must be a non-negative integer, not {maxrec_text!r}")
+        if maxrec > config.max_rows:
+            raise UsageError(
+                f"MAXREC {maxrec} is above this service's hard limit of {config.max_rows} rows"
+            )
+    fmt = output_format(params.single("responseformat") or params.single("format"))
+    uploads = parse_upload_param(params.getlist("upload"))
+    return TapRequest(query=query, maxrec=maxrec, format=fmt, uploads=uploads)
+
+
+class TapService:
+    def __init__(
+        self,
+        catalog: Catalog,
+        settings: Settings,
+        *,
+        history: QueryHistory,
+        quota: QueryQuota,
+        public_url: str,
+    ) -> None:
+        self.catalog = catalog
+        self.settings = settings
+        self.history = history
+        self.quota = quota
+        self.public_url = public_url
+        self.schema = catalog.load_schema()
+        #: Groups of each job's owner at submission (their quota applies when it runs).
+        self.job_groups: dict[str, tuple[str, ...]] = {}
+
+    # query execution ---------------------------------------------------------------------------
+    def open(
+        self,
+        request: TapRequest,
+        uploads: dict[str, bytes],
+        *,
+        timeout: float | None,
+        token: CancelToken | None = None,
+    ) -> ResultStream:
+        """Translate and start *request*; blocking (call from a worker thread)."""
+        schema = self.schema
+        tables: dict[str, pa.Table] = {}
+        physical: dict[str, str] = {}
+        if request.uploads:
+            metas = []
+            for spec in request.uploads:
+                if spec.part.lower() not in uploads:
+                    raise UsageError(
+                        f"UPLOAD names part {spec.part!r}, but the request has no such part"
+                    )
+                meta, table = read_upload(spec.table, uploads[spec.part.lower()])
+                metas.append(meta)
+                name = f"tap_upload_{spec.table.lower()}"
+                tables[name] = table
+                physical[spec.table] = name
+            schema = schema.with_tables(metas)
+        translation = translate(
+            request.query,
+            schema,
+            self.catalog.target(physical),
+            maxrec=request.maxrec,
+        )
+        result = self.catalog.execute(translation.sql, uploads=tables, timeout=timeout)
+        if token is not None:
+            token.on_cancel(result.cancel)
+        try:
+            fields = fields_for(translation.fields, result.schema)
+        except Exception:
+            result.close()
+            raise
+        return ResultStream(
+            fields=fields,
+            rows=RowLimiter(result.batches, request.maxrec),
+            infos={"QUERY": request.query},
+            schema=result.schema,
+        )
+
+    def record(
+        self,
+        user: str,
+        mode: str,
+        request_query: str,
+        started: float,
+        *,
+        status: str,
+        rows: int | None = None,
+        fmt: str | None = None,
+        job_id: str | None = None,
+        message: str | None = None,
+    ) -> None:
+        try:
+            self.history.record(
+                HistoryEntry(
+                    owner=user,
+                    time=time.time(),
+                    mode=mode,
+                    query=request_query,
+                    status=status,
+                    rows=rows,
+                    duration=round(time.time() - started, 6),
+                    format=fmt,
+                    job_id=job_id,
+                    message=message,
+                )
+            )
+        except Exception:
+            log.exception("could not record a query in the history")
+
+    def sync_body(
+        self,
+        stream: ResultStream,
+        request: TapRequest,
+        user: str,
+        started: float,
+    ) -> Iterator[bytes]:
+        """The response body; releases the user's slot and logs the query when done."""
+        status = "ERROR"
+        try:
+            yield from request.format.write(stream)
+            status = (
+                "ERROR" if stream.rows.error else ("OVERFLOW" if stream.rows.overflow else "OK")
+            )
+        finally:
+            self.quota.release(user)
+            self.record(
+                user,
+                "sync",
+                request.query,
+                started,
+                status=status,
+                rows=stream.rows.rows,
+                fmt=request.format.name,
+                message=stream.rows.error,
+            )
+
+    # async jobs ----------------------------------------------------------------------------------
+    async def run_job(self, job: Job, directory: Path, token: CancelToken) -> list[JobResult]:
+        started = time.time()
+        request_query = job.parameter("query") or ""
+        try:
+            request = parse_request(DaliParams(job.parameters), self.settings)
+            uploads = {
+                path.name[len("upload-") :].lower(): path.read_bytes()
+                for path in directory.glob("upload-*")
+            }
+            size, stream = await asyncio.to_thread(
+                self._write_job, request, uploads, directory / "result", token
+            )
+        except ServiceError as exc:
+            self.record(
+                job.owner,
+                "async",
+                request_query,
+                started,
+                status="ERROR",
+                job_id=job.id,
+                message=exc.message,
+            )
+            raise
+        if stream.rows.error:
+            self.record(
+                job.owner,
+                "async",
+                request_query,
+                started,
+                status="ERROR",
+                job_id=job.id,
+                message=stream.rows.error,
+            )
+            raise UsageError(stream.rows.error)
+        self.record(
+            job.owner,
+            "async",
+            request_query,
+            started,
+            status="OVERFLOW" if stream.rows.overflow else "OK",
+            rows=stream.rows.rows,
+            fmt=request.format.name,
+            job_id=job.id,
+        )
+        href = f"{self.public_url}/async/{job.id}/results/result"
+        return [JobResult(id="result", href=href, mime_type=request.format.media_type, size=size)]
+
+    def _write_job(
+        self, request: TapRequest, uploads: dict[str, bytes], path: Path, token: CancelToken
+    ) -> tuple[int, ResultStream]:
+        stream = self.open(request, uploads, timeout=None, token=token)
+        size = 0
+        with open(path, "wb") as out:
+            for chunk in request.format.write(stream):
+                if token.cancelled:
+                    raise UsageError("The job was aborted")
+                out.write(chunk)
+                size += len(chunk)
+        return size, stream

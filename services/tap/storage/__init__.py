@@ -1,0 +1,1 @@
+"""Catalog backends: DuckDB (embedded default) and PostgreSQL with pgSphere."""

@@ -1,0 +1,1 @@
+"""Streaming result writers: VOTable (BINARY2, TABLEDATA), CSV, TSV, FITS, VOParquet."""
