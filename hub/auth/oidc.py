@@ -112,23 +112,27 @@ class SciplatOIDCAuthenticator(SciplatAuthMixin, GenericOAuthenticator):
             return await super().get_token_info(handler, params)
         except HTTPClientError as exc:
             if exc.response is not None and 400 <= exc.code < 500:
-                detail = _oauth_error(exc)
                 raise web.HTTPError(
                     403,
-                    f"The identity provider refused the sign-in ({detail}). The link may have "
-                    "expired or been used already: please log in again.",
+                    f"The identity provider refused the sign-in ({_oauth_error(exc)}). The link "
+                    "may have expired or been used already: please log in again.",
                 ) from exc
-            raise web.HTTPError(
-                502, f"The identity provider could not be reached to complete the sign-in ({exc})."
-            ) from exc
+            raise _unreachable("complete the sign-in", exc) from exc
+        except OSError as exc:  # tornado raises connection errors as they are
+            raise _unreachable("complete the sign-in", exc) from exc
 
     async def token_to_user(self, token_info: dict[str, Any]) -> dict[str, Any]:
         try:
             return await super().token_to_user(token_info)
-        except HTTPClientError as exc:
-            raise web.HTTPError(
-                502, f"The identity provider did not return the user's details ({exc})."
-            ) from exc
+        except (HTTPClientError, OSError) as exc:
+            raise _unreachable("read your user details", exc) from exc
+
+
+def _unreachable(what: str, exc: Exception) -> web.HTTPError:
+    return web.HTTPError(
+        502,
+        f"The identity provider could not be reached to {what} ({exc}). Please try again later.",
+    )
 
 
 def _oauth_error(exc: HTTPClientError) -> str:

@@ -238,6 +238,21 @@ def test_missing_username_claim(hub: AuthHub, provider: LoopbackOIDCProvider) ->
     assert "did not send a 'preferred_username' claim" in error_message(response)
 
 
+def test_provider_down_while_finishing_a_login_is_a_502(
+    hub: AuthHub, provider: LoopbackOIDCProvider
+) -> None:
+    provider.add_user("dana")
+    browser, callback = start_login(hub, provider, "dana")
+    provider.stop()
+    try:
+        response = browser.get(callback)
+    finally:
+        provider.start()
+    assert response.status_code == 502
+    assert "The identity provider could not be reached" in error_message(response)
+    assert oidc_login(hub, provider, "dana")[1].status_code == 302
+
+
 def test_hub_keeps_serving(hub: AuthHub) -> None:
     assert httpx.get(f"{hub.url}/hub/health").status_code == 200
     assert hub.process.poll() is None
