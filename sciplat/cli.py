@@ -19,6 +19,7 @@ from sciplat.config import Settings, load_settings
 #: Modules that add commands. Keep sorted; one line per area.
 COMMAND_MODULES: list[str] = [
     "sciplat.hub.commands",
+    "sciplat.hub.gateway.commands",
     "sciplat.services.commands",
     "sciplat.services.workspace.commands",
 ]

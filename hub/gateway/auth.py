@@ -13,6 +13,7 @@ from typing import Any
 from aiohttp import web
 from dask_gateway_server.auth import JupyterHubAuthenticator, unauthorized
 from dask_gateway_server.models import User
+from traitlets import List, Unicode
 
 __all__ = ["SciplatHubAuthenticator", "SciplatUser", "token_from_headers"]
 
@@ -37,6 +38,14 @@ def token_from_headers(headers: Any) -> str | None:
 
 class SciplatHubAuthenticator(JupyterHubAuthenticator):
     """JupyterHub token authentication with the service's access scope enforced."""
+
+    admin_services = List(
+        Unicode(),
+        ["sciplat-cli"],
+        help="""Hub services treated as gateway admins (they may list, scale and stop every
+        user's clusters), e.g. the ``sciplat-cli`` service behind ``sciplat admin clusters``.
+        They still need the ``access:services!service=dask-gateway`` scope.""",
+    ).tag(config=True)
 
     def get_token(self, request: web.Request) -> str | None:
         return token_from_headers(request.headers)
@@ -76,4 +85,7 @@ class SciplatHubAuthenticator(JupyterHubAuthenticator):
                 "Ask an administrator to add you to a group that grants it (in a lab, "
                 "restart your server after a group change)."
             )
-        return SciplatUser(name, groups=data.get("groups", []), admin=data.get("admin", False))
+        admin = bool(data.get("admin")) or (
+            data.get("kind") == "service" and data["name"] in self.admin_services
+        )
+        return SciplatUser(name, groups=data.get("groups", []), admin=admin)

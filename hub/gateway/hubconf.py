@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sciplat.config import Settings
+from sciplat.config import GATEWAY_SCOPE, Settings
 from sciplat.hub.gateway.server_config import (
     PREFIX,
     SERVICE_NAME,
@@ -19,7 +19,10 @@ from sciplat.hub.gateway.server_config import (
     write_server_config,
 )
 
-__all__ = ["configure_hub", "lab_environment"]
+__all__ = ["OPERATOR_SERVICE", "configure_hub", "lab_environment"]
+
+#: The hub service whose token operator commands use (``sciplat.hub.hubconfig.CLI_SERVICE``).
+OPERATOR_SERVICE = "sciplat-cli"
 
 
 def lab_environment(settings: Settings) -> dict[str, str]:
@@ -49,3 +52,15 @@ def configure_hub(c: Any, settings: Settings) -> None:
         }
     )
     c.Spawner.environment.update(lab_environment(settings))
+    # `sciplat admin clusters` and `sciplat bench dask` reach the gateway as the hub's CLI
+    # service (when the full hub config defines it).
+    services = {s.get("name") for s in c.JupyterHub.services}
+    if OPERATOR_SERVICE in services:
+        c.JupyterHub.load_roles.append(
+            {
+                "name": "dask-gateway-operator",
+                "description": "Operate every user's dask-gateway clusters",
+                "scopes": [GATEWAY_SCOPE],
+                "services": [OPERATOR_SERVICE],
+            }
+        )

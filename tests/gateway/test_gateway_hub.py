@@ -1,25 +1,249 @@
-"""The gateway behind a real hub: clusters, scaling, computing, isolation between users."""
+"""The gateway behind a real hub: clusters, scaling, computing, dashboards, isolation, quotas,
+culling, failures and restarts."""
 
 from __future__ import annotations
 
+import os
+import signal
+import time
+
+import httpx
 import pytest
 from dask_gateway import GatewayCluster
 
+from support.net import wait_for_http
+
 pytestmark = pytest.mark.integration
 
+SCOPE = "access:services!service=dask-gateway"
 
-def test_user_creates_scales_and_computes(gateway_hub) -> None:
+
+def _wait(predicate, timeout: float, what: str):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.5)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+
+
+def test_user_creates_scales_computes_and_dashboard_needs_auth(gateway_hub) -> None:
     with gateway_hub.gateway("gwalice") as gateway:
+        cluster = gateway.new_cluster(worker_memory=0.5)
+        try:
+            assert isinstance(cluster, GatewayCluster)
+            cluster.scale(2)
+            client = cluster.get_client()
+            client.wait_for_workers(2, timeout=60)
+            assert len(client.scheduler_info()["workers"]) == 2
+            futures = client.map(lambda x: x * x, range(100))
+            assert client.submit(sum, futures).result() == 328350
+            # Both workers did work, as gwalice's Unix account when run as root.
+            who = client.run(os.getuid)
+            assert len(who) == 2
+            if os.geteuid() == 0:
+                import pwd
+
+                assert set(who.values()) == {pwd.getpwnam("gwalice").pw_uid}
+
+            route = f"/clusters/{cluster.name}/status"
+            assert cluster.dashboard_link.endswith(f"/services/dask-gateway{route}")
+            with gateway_hub.http("gwalice") as http:
+                page = http.get(route)
+                assert page.status_code == 200, page.text[:300]
+                assert "Dask" in page.text
+                plots = http.get(f"/clusters/{cluster.name}/individual-plots.json")
+                assert plots.status_code == 200 and "Individual Task Stream" in plots.json()
+            with gateway_hub.http(None) as anonymous:
+                assert anonymous.get(route).status_code == 401
+                browser = anonymous.get(route, headers={"Accept": "text/html"})
+                assert browser.status_code == 302
+                assert "/hub/api/oauth2/authorize" in browser.headers["Location"]
+                assert "client_id=service-dask-gateway" in browser.headers["Location"]
+            with gateway_hub.http("gwbob") as other:
+                assert other.get(route).status_code == 403
+            with gateway_hub.http("gwadmin") as admin:
+                assert admin.get(route).status_code == 200
+        finally:
+            cluster.shutdown()
+
+
+def test_other_users_cannot_see_connect_or_stop_but_admin_can(gateway_hub) -> None:
+    with gateway_hub.gateway("gwalice") as alice, gateway_hub.gateway("gwbob") as bob:
+        cluster = alice.new_cluster(worker_memory=0.5)
+        try:
+            name = cluster.name
+            assert [c.name for c in alice.list_clusters()] == [name]
+            assert name not in [c.name for c in bob.list_clusters()]
+            with pytest.raises(Exception, match=r"403|lacks permissions"):
+                bob.connect(name)
+            with pytest.raises(Exception, match=r"403|lacks permissions"):
+                bob.stop_cluster(name)
+            with gateway_hub.http("gwbob") as http:
+                response = http.post(f"/api/v1/clusters/{name}/scale", json={"count": 1})
+                assert response.status_code == 403
+            assert alice.get_cluster(name).status.name == "RUNNING"
+
+            snapshot = gateway_hub.admin_snapshot()
+            row = next(c for c in snapshot["clusters"] if c["name"] == name)
+            assert row["user"] == "gwalice" and row["status"] == "RUNNING"
+            assert snapshot["capacity"]["cores"] == os.cpu_count()
+            with gateway_hub.http("gwbob") as http:
+                assert http.get("/api/v1/admin/clusters").status_code == 403
+            with gateway_hub.gateway("gwadmin") as admin:
+                connected = admin.connect(name)
+                assert connected.name == name
+                with gateway_hub.http("gwadmin") as http:
+                    metrics = http.get("/api/metrics")
+                    assert metrics.status_code == 200
+                    assert 'dask_gateway_clusters{user="gwalice"} 1.0' in metrics.text
+                admin.stop_cluster(name)
+            _wait(lambda: name not in [c.name for c in alice.list_clusters()], 30, "stop")
+        finally:
+            cluster.shutdown()
+
+
+def test_users_without_the_scope_and_other_services_are_refused(gateway_hub) -> None:
+    with gateway_hub.gateway("gwcarol") as carol, pytest.raises(Exception) as refused:
+        carol.list_clusters()
+    assert "403" in str(refused.value) and SCOPE in str(refused.value)
+
+    # A token of gwalice without the gateway scope, and a token of another hub service.
+    narrow = gateway_hub.token("gwalice", ["read:users:name!user"])
+    for token in (narrow, gateway_hub.hub.admin_token):
+        response = httpx.get(
+            f"{gateway_hub.address}/api/v1/clusters/", headers={"Authorization": f"token {token}"}
+        )
+        assert response.status_code == 403
+        assert SCOPE in response.json()["error"]
+    bogus = httpx.get(
+        f"{gateway_hub.address}/api/v1/clusters/", headers={"Authorization": "token nonsense"}
+    )
+    assert bogus.status_code == 401
+
+
+def test_bad_options_get_clear_errors_naming_the_limit(gateway_hub) -> None:
+    def create(options: object) -> httpx.Response:
+        with gateway_hub.http("gwalice") as http:
+            return http.post("/api/v1/clusters/", json={"cluster_options": options})
+
+    cases = {
+        "worker_cores": ({"worker_cores": 64}, "dask_cores"),
+        "memory": ({"worker_memory": 1000}, "dask_memory"),
+        "type": ({"worker_cores": "lots"}, "must be a number"),
+        "bool": ({"worker_cores": True}, "must be a number"),
+        "image": ({"image": "nonexistent"}, "unknown image 'nonexistent'; available"),
+        "field": ({"gpu": 4}, "Unknown fields"),
+        "idle": ({"idle_timeout": 10**9}, "max_idle_timeout"),
+        "not a dict": ([1, 2], "must be a dict"),
+    }
+    for label, (options, message) in cases.items():
+        response = create(options)
+        assert response.status_code == 422, (label, response.text)
+        assert message in response.json()["error"], (label, response.json())
+    # The client library refuses out-of-bounds values too.
+    with gateway_hub.gateway("gwalice") as gateway, pytest.raises(ValueError):
+        gateway.new_cluster(worker_cores=64)
+    # The gateway keeps serving.
+    with gateway_hub.gateway("gwbob") as bob:
+        assert bob.list_clusters() == []
+
+
+def test_per_user_quotas_across_clusters(gateway_hub) -> None:
+    with gateway_hub.gateway("gwalice") as gateway:
+        first = gateway.new_cluster(worker_memory=0.5)
+        try:
+            # Absurd counts are capped at the cluster's limit (quota dask_cores 4 = 1 + 3).
+            with pytest.warns(Warning, match="exceed resource limit of 3 workers"):
+                first.scale(10**9)
+            with gateway_hub.http("gwalice") as http:
+                negative = http.post(f"/api/v1/clusters/{first.name}/scale", json={"count": -1})
+                assert negative.status_code == 422
+            # 4 cores are now held: a second cluster's scheduler would exceed dask_cores.
+            with pytest.raises(ValueError, match="your quota dask_cores is 4 cores"):
+                gateway.new_cluster(worker_memory=0.5)
+            first.scale(1)
+            second = gateway.new_cluster(worker_memory=0.5)
+            try:
+                # Scaling the second past what is left of the user's cores fails by name.
+                with pytest.raises(Exception, match="dask_cores"):
+                    second.scale(2)
+                # And gateway.max_clusters_per_user (2) is enforced.
+                with pytest.raises(ValueError, match="max_clusters_per_user"):
+                    gateway.new_cluster(worker_memory=0.5)
+            finally:
+                second.shutdown()
+        finally:
+            first.shutdown()
+
+
+def test_idle_cluster_is_culled(gateway_hub) -> None:
+    with gateway_hub.gateway("gwbob") as gateway:
+        cluster = gateway.new_cluster(worker_memory=0.5, idle_timeout=2)
+        name = cluster.name
+        try:
+            _wait(lambda: name not in [c.name for c in gateway.list_clusters()], 40, "idle culling")
+            report = gateway.get_cluster(name)
+            assert report.status.name == "STOPPED"
+        finally:
+            cluster.shutdown()
+
+
+def test_killed_worker_is_replaced_and_work_finishes(gateway_hub) -> None:
+    with gateway_hub.gateway("gwbob") as gateway:
         cluster = gateway.new_cluster(worker_memory=0.5)
         try:
             cluster.scale(2)
             client = cluster.get_client()
             client.wait_for_workers(2, timeout=60)
-            total = client.submit(sum, range(1000)).result()
-            assert total == 499500
-            futures = client.map(lambda x: x * x, range(100))
-            assert client.submit(sum, futures).result() == sum(x * x for x in range(100))
-            assert len(client.scheduler_info()["workers"]) == 2
+
+            def slow_square(x: int) -> int:
+                time.sleep(0.2)
+                return x * x
+
+            futures = client.map(slow_square, range(40))
+            pids = client.run(os.getpid)
+            victim_address, victim = next(iter(pids.items()))
+            os.kill(victim, signal.SIGKILL)
+            assert sum(client.gather(futures)) == sum(x * x for x in range(40))
+            _wait(
+                lambda: (
+                    len(workers := client.scheduler_info()["workers"]) == 2
+                    and victim_address not in workers
+                ),
+                60,
+                "a replacement worker",
+            )
         finally:
             cluster.shutdown()
-    assert isinstance(cluster, GatewayCluster)
+
+
+def test_gateway_restart_keeps_running_clusters(gateway_hub) -> None:
+    with gateway_hub.gateway("gwalice") as gateway:
+        cluster = gateway.new_cluster(worker_memory=0.5)
+        try:
+            cluster.scale(1)
+            client = cluster.get_client()
+            client.wait_for_workers(1, timeout=60)
+            os.kill(gateway_hub.gateway_pid(), signal.SIGTERM)
+            # The hub notices its managed service died and starts it again.
+            wait_for_http(f"{gateway_hub.address}/api/health", ok=(503,), timeout=20)
+        except TimeoutError:
+            pass  # the restart may be quicker than the poll
+        try:
+            _wait(lambda: _health(gateway_hub), 90, "the gateway to come back")
+            report = gateway.get_cluster(cluster.name)
+            assert report.status.name == "RUNNING"
+            again = gateway.connect(cluster.name)
+            with again.get_client() as client2:
+                assert client2.submit(lambda: 6 * 7).result(timeout=30) == 42
+        finally:
+            cluster.shutdown()
+
+
+def _health(gateway_hub) -> bool:
+    try:
+        return httpx.get(f"{gateway_hub.address}/api/health", timeout=2).status_code == 200
+    except httpx.HTTPError:
+        return False
