@@ -70,6 +70,18 @@ class SciplatNativeAuthenticator(SciplatAuthMixin, NativeAuthenticator):
         if problem:
             raise SignupError(problem)
 
+    def get_authed_users(self) -> set[str]:
+        """Names whose sign-up is approved at once (upstream: also every name in admin_users).
+
+        A name in ``admin_users`` is only pre-approved while no admin has an approved account
+        (bootstrap); after that, claiming an admin name waits for approval like any sign-up.
+        """
+        approved = {info.username for info in UserInfo.all_users(self.db) if info.is_authorized}
+        approved |= set(self.allowed_users)
+        if approved & set(self.admin_users):
+            return approved
+        return approved | set(self.admin_users)
+
     def signup(self, username: str, password: str, **info: Any) -> UserInfo:
         """Create the sign-up record for a checked request; returns it (``is_authorized``)."""
         record = self.create_user(username, password, **info)

@@ -44,7 +44,7 @@ def fresh_name(prefix: str = "user") -> str:
 def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AuthHub]:
     directory = Path(tmp_path_factory.mktemp("native-hub"))
     settings = hub_settings(
-        Settings(data_dir=directory / "data", hub=HubConfig(admin_users=["admin"]))
+        Settings(data_dir=directory / "data", hub=HubConfig(admin_users=["admin", "ops"]))
     )
     hub = start_auth_hub(directory / "hub", settings)
     yield hub
@@ -144,6 +144,19 @@ def test_admin_is_in_default_group_and_admin_groups_survive_login(
         assert api.post("/groups/staff/users", json={"users": [name]}).status_code == 200
     assert login(hub.client(), name, PASSWORD).status_code == 302
     assert sorted(hub.user(name)["groups"]) == ["staff", "users"]
+
+
+def test_a_second_admin_name_cannot_be_claimed_without_approval(
+    hub: AuthHub, admin: httpx.Client
+) -> None:
+    # "ops" is in hub.admin_users, but an admin exists already: the sign-up waits.
+    page = signup(hub.client(), "ops", PASSWORD, headers=JSON)
+    assert page.status_code == 201
+    assert page.json()["approved"] is False
+    assert login(hub.client(), "ops", PASSWORD).status_code == 403
+    approve(admin, "ops")
+    assert login(hub.client(), "ops", PASSWORD).status_code == 302
+    assert hub.user("ops")["admin"] is True
 
 
 def hub_user_exists(hub: AuthHub, name: str) -> bool:
