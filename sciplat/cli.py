@@ -18,6 +18,7 @@ from sciplat.config import Settings, load_settings
 
 #: Modules that add commands. Keep sorted; one line per area.
 COMMAND_MODULES: list[str] = [
+    "sciplat.helmchart",
     "sciplat.hub.commands",
     "sciplat.hub.gateway.commands",
     "sciplat.services.commands",

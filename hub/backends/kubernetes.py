@@ -23,6 +23,7 @@ import json
 import os
 import time
 from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -34,7 +35,7 @@ from traitlets import Bool, Dict, Float, Integer, List, Unicode, default
 from sciplat.hub.backends import LabSpec, ProgressFn, SpawnerBackend
 from sciplat.hub.errors import LabStartError, SciplatSpawnError
 
-__all__ = ["IMAGE_PULL_FATAL", "KubernetesBackend", "parse_quantity"]
+__all__ = ["IMAGE_PULL_FATAL", "KubernetesBackend", "manifest", "parse_quantity"]
 
 #: Container waiting reasons after which waiting longer cannot help.
 IMAGE_PULL_FATAL = frozenset({"ImagePullBackOff", "InvalidImageName", "ErrImageNeverPull"})
@@ -74,6 +75,25 @@ def parse_quantity(value: str | int | float) -> float:
         if suffix and text.endswith(suffix):
             return float(text[: -len(suffix)]) * _UNITS[suffix]
     return float(text)
+
+
+def manifest(obj: Any) -> Any:
+    """A kubernetes_asyncio model (V1Pod, ...) as the JSON-able dict the API server receives."""
+    if obj is None or isinstance(obj, str | int | float | bool):
+        return obj
+    if isinstance(obj, list | tuple):
+        return [manifest(o) for o in obj]
+    if isinstance(obj, dict):
+        return {k: manifest(v) for k, v in obj.items()}
+    if hasattr(obj, "openapi_types"):
+        return {
+            obj.attribute_map[attr]: manifest(getattr(obj, attr))
+            for attr in obj.openapi_types
+            if getattr(obj, attr) is not None
+        }
+    if hasattr(obj, "isoformat"):
+        return obj.isoformat()
+    raise TypeError(f"cannot serialize {type(obj).__name__}")
 
 
 def _gib(n: float) -> str:
@@ -221,9 +241,26 @@ class KubernetesBackend(SpawnerBackend):
         Default: in-cluster configuration. Tests pass a fake of the API boundary.""",
     ).tag(config=True)
 
+    config_file = Unicode(
+        "",
+        help="""JSON file of trait values (``{"uid_offset": 200000, ...}``), applied after the
+        constructor's; the Helm chart writes it from ``values.labs``. Unknown names fail.""",
+    ).tag(config=True)
+
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self._api: Any = None
+        if self.config_file:
+            self._load_config_file(self.config_file)
+
+    def _load_config_file(self, path: str) -> None:
+        values = json.loads(Path(path).read_text())
+        configurable = self.class_traits(config=True)
+        unknown = sorted(set(values) - set(configurable) - {"config_file"})
+        if unknown:
+            raise ValueError(f"{path}: unknown KubernetesBackend settings {unknown}")
+        for name, value in values.items():
+            setattr(self, name, value)
 
     # -- API -----------------------------------------------------------------------------------
     async def api(self) -> Any:

@@ -1,0 +1,210 @@
+"""Hub and gateway configuration for the Kubernetes shape (the Helm chart's ``extraConfig``).
+
+z2jh's ``jupyterhub_config.py`` sets up the proxy, the hub database, KubeSpawner's labels and
+scheduling; then ``hub.extraConfig`` calls :func:`configure_kubernetes`, which makes the hub a
+sciplat hub from the same ``settings.json`` the chart renders from ``values.sciplat`` (mounted
+at ``/etc/sciplat``): SciplatSpawner with the ``kubernetes`` backend, groups -> roles and
+scopes, the authenticator, named servers, culling and the lab environment for dask-gateway.
+
+The dask-gateway chart's ``gateway.extraConfig`` calls :func:`configure_gateway`: the same
+per-group options and limits as on one machine (:func:`sciplat.hub.gateway.options
+.cluster_options`), mapped onto dask-gateway's Kubernetes backend, with the lab image as the
+scheduler and worker image.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from traitlets.config import Config
+
+from sciplat.config import KNOWN_SCOPES, Settings
+
+__all__ = ["configure_gateway", "configure_kubernetes", "gateway_lab_environment"]
+
+GiB = 2**30
+GATEWAY_PREFIX = "/services/dask-gateway"
+
+
+def _read_settings(settings_dir: Path) -> Settings:
+    return Settings.model_validate_json((settings_dir / "settings.json").read_text())
+
+
+def _backend_config(c: Any, settings_dir: Path) -> Path:
+    """kubernetes.json (the chart's ``labs:``) plus what z2jh put into ``c.KubeSpawner``."""
+    traits = json.loads((settings_dir / "kubernetes.json").read_text())
+    kube = c.KubeSpawner
+    labels = {"hub.jupyter.org/network-access-hub": "true"}
+    labels.update(kube.get("extra_labels") or {})
+    traits.update(
+        common_labels=dict(kube.get("common_labels") or {}),
+        extra_labels=labels,
+        namespace=kube.get("namespace") or os.environ.get("POD_NAMESPACE", "default"),
+    )
+    for name in ("scheduler_name", "priority_class_name", "image_pull_policy"):
+        if kube.get(name):
+            traits.setdefault(name, kube[name])
+    if kube.get("image_pull_secrets"):
+        traits["image_pull_secrets"] = sorted(
+            {*traits.get("image_pull_secrets", []), *kube["image_pull_secrets"]}
+        )
+    if kube.get("tolerations"):
+        traits["tolerations"] = [*kube["tolerations"], *traits.get("tolerations", [])]
+    # The spawner keys its shared backend on backend_config, so pass one file path.
+    path = Path(tempfile.gettempdir()) / "sciplat-kubernetes-backend.json"
+    path.write_text(json.dumps(traits, indent=2, sort_keys=True))
+    return path
+
+
+def gateway_lab_environment(settings: Settings, release: str, namespace: str) -> dict[str, str]:
+    """``DASK_GATEWAY__*`` for labs: API through the hub's proxy, schedulers via traefik."""
+    traefik = f"traefik-{release}-dask-gateway.{namespace}"
+    return {
+        "DASK_GATEWAY__ADDRESS": f"http://proxy-public.{namespace}{GATEWAY_PREFIX}",
+        "DASK_GATEWAY__PROXY_ADDRESS": f"gateway://{traefik}:80",
+        "DASK_GATEWAY__PUBLIC_ADDRESS": f"{settings.public_url}{GATEWAY_PREFIX}",
+        "DASK_GATEWAY__AUTH__TYPE": "jupyterhub",
+        "DASK_LABEXTENSION__FACTORY__MODULE": "dask_gateway",
+        "DASK_LABEXTENSION__FACTORY__CLASS": "GatewayCluster",
+    }
+
+
+def configure_kubernetes(c: Any, settings_dir: str | os.PathLike[str] = "/etc/sciplat") -> None:
+    """Make the z2jh hub in *c* a sciplat hub (called from ``hub.extraConfig``)."""
+    from sciplat.hub import hubconfig
+    from sciplat.hub.auth import configure_auth
+
+    settings_dir = Path(settings_dir)
+    settings = _read_settings(settings_dir)
+
+    c.JupyterHub.spawner_class = "sciplat.hub.spawner.SciplatSpawner"
+    c.JupyterHub.public_url = settings.public_url
+    c.JupyterHub.template_vars = {"sciplat_public_url": settings.public_url}
+    c.SciplatSpawner.settings_file = str(settings_dir / "settings.json")
+    c.SciplatSpawner.backend = "kubernetes"
+    c.SciplatSpawner.backend_config = {"config_file": str(_backend_config(c, settings_dir))}
+    c.Spawner.default_url = "/lab"
+    c.Spawner.start_timeout = settings.hub.start_timeout
+    c.Spawner.http_timeout = max(settings.hub.start_timeout // 4, 30)
+    c.Spawner.server_token_scopes = [*hubconfig.LAB_TOKEN_BASE_SCOPES, *sorted(KNOWN_SCOPES)]
+    c.Spawner.oauth_client_allowed_scopes = sorted(KNOWN_SCOPES)
+    c.JupyterHub.allow_named_servers = True
+    c.JupyterHub.named_server_limit_per_user = hubconfig._named_server_limit(settings)
+    # Activity writes are what loaded the RSP's hub database: report every 5 minutes.
+    c.JupyterHub.last_activity_interval = 300
+    c.JupyterHub.activity_resolution = 600
+
+    # Groups -> roles and custom scopes, exactly as on one machine (minus the local CLI role).
+    scratch = Config()
+    hubconfig._configure_groups_and_roles(scratch, settings)
+    c.JupyterHub.custom_scopes = scratch.JupyterHub.custom_scopes
+    c.JupyterHub.load_groups = scratch.JupyterHub.load_groups
+    roles = [r for r in scratch.JupyterHub.load_roles if r["name"] != hubconfig.CLI_SERVICE]
+    c.JupyterHub.load_roles = [*(c.JupyterHub.get("load_roles") or []), *roles]
+
+    configure_auth(c, settings)
+    _configure_culler(c, settings)
+
+    release = os.environ.get("HELM_RELEASE_NAME", "")
+    namespace = os.environ.get("POD_NAMESPACE", "default")
+    services = c.JupyterHub.get("services") or []
+    for service in services:
+        if service.get("name") == "dask-gateway" and not service.get("url") and release:
+            service["url"] = f"http://traefik-{release}-dask-gateway.{namespace}"
+    c.JupyterHub.services = services
+    if release and any(s.get("name") == "dask-gateway" for s in services):
+        c.Spawner.environment.update(gateway_lab_environment(settings, release, namespace))
+
+
+def _configure_culler(c: Any, settings: Settings) -> None:
+    from sciplat.hub.hubconfig import CULLER_SCOPES, CULLER_SERVICE
+
+    cull = settings.hub.cull
+    if not cull.enabled:
+        return
+    command = [
+        sys.executable,
+        "-m",
+        "jupyterhub_idle_culler",
+        "--url=http://localhost:8081/hub/api",
+        f"--timeout={cull.timeout}",
+        f"--cull-every={cull.every}",
+    ]
+    if cull.max_age:
+        command.append(f"--max-age={cull.max_age}")
+    services = c.JupyterHub.get("services") or []
+    services.append({"name": CULLER_SERVICE, "command": command, "display": False})
+    c.JupyterHub.services = services
+    c.JupyterHub.load_roles = [
+        *(c.JupyterHub.get("load_roles") or []),
+        {"name": CULLER_SERVICE, "scopes": CULLER_SCOPES, "services": [CULLER_SERVICE]},
+    ]
+
+
+def configure_gateway(c: Any, settings: Settings | None = None) -> None:
+    """dask-gateway's Kubernetes backend with sciplat's per-group options and limits.
+
+    *settings* defaults to ``$SCIPLAT_SETTINGS_JSON`` (the chart passes the settings Secret).
+    """
+    from dask_gateway_server.options import Options
+
+    from sciplat.hub.gateway.options import cluster_options
+    from sciplat.hub.options import effective_quota
+
+    if settings is None:
+        settings = Settings.model_validate_json(os.environ["SCIPLAT_SETTINGS_JSON"])
+    gw = settings.gateway
+    local_options = cluster_options(settings)
+    recommended = next(i for i in settings.images if i.tag == "recommended")
+
+    def container_image(name: str) -> str:
+        image = settings.image(name)
+        if not image.container_image:
+            raise ValueError(f"image {name!r} has no container image for Kubernetes")
+        return image.container_image
+
+    def kube_handler(options: Any, user: Any) -> dict[str, Any]:
+        quota = effective_quota(settings, user.groups, admin=user.admin)
+        memory = int(options.worker_memory * GiB)
+        return {
+            "image": container_image(options.image),
+            "worker_cores": options.worker_cores,
+            "worker_cores_limit": options.worker_cores,
+            "worker_threads": options.worker_cores,
+            "worker_memory": memory,
+            "worker_memory_limit": memory,
+            "scheduler_cores": 1,
+            "scheduler_cores_limit": 1,
+            "scheduler_memory": gw.scheduler_memory,
+            "scheduler_memory_limit": gw.scheduler_memory,
+            "idle_timeout": float(options.idle_timeout),
+            "cluster_max_cores": float(quota.dask_cores),
+            "cluster_max_memory": quota.dask_memory,
+            "cluster_max_workers": quota.dask_workers,
+        }
+
+    def for_user(user: Any) -> Options:
+        options = local_options(user)
+        if not options.fields:  # no quota: keep the refusing handler and its message
+            return options
+        return Options(*options.fields, handler=kube_handler)
+
+    c.DaskGateway.backend_class = "dask_gateway_server.backends.kubernetes.KubeBackend"
+    c.Backend.cluster_options = for_user
+    c.KubeClusterConfig.image = recommended.container_image
+    c.KubeClusterConfig.idle_timeout = float(gw.idle_timeout)
+    pod_security = {
+        "securityContext": {"runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"}}
+    }
+    container_security = {
+        "securityContext": {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}}
+    }
+    c.KubeClusterConfig.scheduler_extra_pod_config = pod_security
+    c.KubeClusterConfig.worker_extra_pod_config = pod_security
+    c.KubeClusterConfig.scheduler_extra_container_config = container_security
+    c.KubeClusterConfig.worker_extra_container_config = container_security
