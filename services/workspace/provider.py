@@ -299,6 +299,10 @@ class WorkspaceProvider(DAVProvider):
             raise DAVError(HTTP_FORBIDDEN, "Symbolic links are not served")
         return _Target(root=root, path=file_path, uid=uid, gid=gid)
 
+    def _loc_to_file_path(self, path: str, environ: dict | None = None) -> str:
+        """WsgiDAV's resource classes map destinations (COPY/MOVE) through this."""
+        return str(self.resolve(path, environ or {}).path)
+
     def _make_group_dir(self, root: Path, group: str) -> None:
         root.mkdir(parents=True, exist_ok=True)
         mode = 0o2770

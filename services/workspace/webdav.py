@@ -81,14 +81,15 @@ class TrustedDomainController:
         return False
 
 
-def make_wsgidav(settings: Settings) -> WsgiDAVApp:
+def make_wsgidav(settings: Settings, mount_path: str) -> WsgiDAVApp:
+    """WsgiDAV over the workspaces; *mount_path* is where it is reached (for hrefs)."""
     provider = WorkspaceProvider(Workspace(settings), DiskUsage())
     config = {
-        "mount_path": "",
+        "mount_path": mount_path.rstrip("/"),
         "provider_mapping": {"/": provider},
         "http_authenticator": {
             "domain_controller": TrustedDomainController,
-            "accept_basic": False,
+            "accept_basic": True,  # never reached: the front end authenticates
             "accept_digest": False,
             "default_to_digest": False,
         },
@@ -126,7 +127,8 @@ class WebDAVFrontend:
             (_GROUPS_HEADER, ",".join(user.groups).encode()),
         ]
         if self._dav is None:
-            self._dav = WSGIMiddleware(make_wsgidav(context.settings), workers=8)
+            dav = make_wsgidav(context.settings, scope.get("root_path", ""))
+            self._dav = WSGIMiddleware(dav, workers=8)
         await self._dav({**scope, "headers": headers}, receive, send)
 
     async def _ensure_home(self, settings: Settings, username: str) -> None:

@@ -185,8 +185,8 @@ def start_test_hub(
         settings=settings,
     )
     try:
-        wait_for_http(f"{url}/hub/health", process=process, timeout=90)
-        wait_for_http(f"{url}/services/api/health", process=process, timeout=90)
+        wait_for_http(f"{url}/hub/health", process=process, timeout=180)
+        wait_for_http(f"{url}/services/api/health", process=process, timeout=180)
     except Exception:
         hub.stop()
         tail = (directory / "jupyterhub.log").read_text()[-4000:]

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import io
+import json
 import os
 import pwd
 
 import httpx
 import pytest
 from webdav4.client import Client, ClientError, HTTPError
+
+from sciplat.services.workspace.quota import set_override
 
 pytestmark = pytest.mark.integration
 
@@ -127,14 +130,50 @@ def test_symlink_out_of_home_is_refused(test_hub, dav_url):
     link.unlink()
 
 
-def test_quota_refuses_without_damage(test_hub, dav_url, monkeypatch):
+def test_quota_refuses_without_damage(test_hub, dav_url):
     token = test_hub.token_for("bob")
     headers = {"Authorization": f"Bearer {token}"}
     url = f"{dav_url}/home/bob/keep.txt"
     assert httpx.put(url, content=b"original", headers=headers).status_code in (201, 204)
-    quota = test_hub.settings.groups["users"].quotas.disk
-    too_big = httpx.put(
-        url, content=b"x" * 16, headers={**headers, "Content-Length": str(quota + 1)}
+    # An operator's grant replaces the group quota: give bob 64 KiB, then go over it.
+    set_override(test_hub.settings, "users", "bob", 64 * 1024)
+    try:
+        too_big = httpx.put(url, content=b"x" * 200_000, headers=headers)
+        assert too_big.status_code == 507
+        assert "Quota exceeded" in too_big.text
+        assert httpx.get(url, headers=headers).content == b"original"
+        new = httpx.put(f"{dav_url}/home/bob/new.bin", content=b"x" * 200_000, headers=headers)
+        assert new.status_code == 507
+        assert not (test_hub.settings.homes_dir / "bob/new.bin").exists()
+        leftovers = list((test_hub.settings.homes_dir / "bob").glob(".dav-upload-*"))
+        assert leftovers == []
+    finally:
+        set_override(test_hub.settings, "users", "bob", None)
+    assert httpx.put(url, content=b"y" * 200_000, headers=headers).status_code in (201, 204)
+
+
+def test_admin_quota_command(test_hub):
+    from click.testing import CliRunner
+
+    from sciplat.cli import _load_areas, cli
+
+    _load_areas()
+    config = test_hub.directory / "sciplat.yaml"
+    config.write_text(f"data_dir: {test_hub.settings.data_dir}\n")
+    runner = CliRunner()
+    result = runner.invoke(
+        cli, ["admin", "quota", "set", "user", "alice", "50G", "--config", str(config)]
     )
-    assert too_big.status_code in (400, 507)
-    assert httpx.get(url, headers=headers).content == b"original"
+    assert result.exit_code == 0, result.output
+    listed = runner.invoke(cli, ["admin", "quota", "list", "--json", "--config", str(config)])
+    rows = {(r["kind"], r["name"]): r for r in json.loads(listed.output)}
+    assert rows[("user", "alice")]["quota"] == 50 * 10**9
+    assert rows[("group", "users")]["quota"] == test_hub.settings.groups["users"].quotas.disk
+    bad = runner.invoke(
+        cli, ["admin", "quota", "set", "group", "nosuch", "1G", "--config", str(config)]
+    )
+    assert bad.exit_code != 0
+    assert "unknown group" in bad.output
+    runner.invoke(
+        cli, ["admin", "quota", "set", "user", "alice", "default", "--config", str(config)]
+    )
