@@ -149,7 +149,9 @@ def read_fits(path: str | os.PathLike[str], component: str | None = None) -> Any
         if component == "wcs":
             return wcs
         metadata = {
-            k: v for k, v in hdul[0].header.items() if k not in _SKIP_KEYS and not k.startswith("MP_")
+            k: v
+            for k, v in hdul[0].header.items()
+            if k not in _SKIP_KEYS and not k.startswith("MP_")
         }
         if component == "metadata":
             return metadata
@@ -188,7 +190,7 @@ class SimExposureFormatter(FormatterV2):
 class SimExposureDelegate(StorageClassDelegate):
     """Derived components of an in-memory :class:`SimExposure`."""
 
-    def getComponent(self, composite: Any, componentName: str) -> Any:  # noqa: N802 (butler API)
+    def getComponent(self, composite: Any, componentName: str) -> Any:
         if componentName in ("image", "mask", "variance", "wcs", "metadata"):
             return getattr(composite, componentName)
         return super().getComponent(composite, componentName)

@@ -83,7 +83,9 @@ def open_repo(path: Path, writeable: bool = False) -> Butler:
 def dataset_types(butler: Butler) -> dict[str, DatasetType]:
     u = butler.dimensions
     return {
-        "raw": DatasetType("raw", ["instrument", "exposure", "detector"], STORAGE_CLASS, universe=u),
+        "raw": DatasetType(
+            "raw", ["instrument", "exposure", "detector"], STORAGE_CLASS, universe=u
+        ),
         "visit_image": DatasetType(
             "visit_image", ["instrument", "visit", "detector"], STORAGE_CLASS, universe=u
         ),
@@ -98,10 +100,7 @@ def dataset_types(butler: Butler) -> dict[str, DatasetType]:
             isCalibration=True,
         ),
         "ref_cat": DatasetType("ref_cat", ["htm7"], "ArrowAstropy", universe=u),
-        **{
-            name: DatasetType(name, [], "ArrowAstropy", universe=u)
-            for name in TRUTH_TABLES
-        },
+        **{name: DatasetType(name, [], "ArrowAstropy", universe=u) for name in TRUTH_TABLES},
     }
 
 
@@ -113,7 +112,10 @@ def polygon(corners: np.ndarray) -> ConvexPolygon:
 def htm7_index(ra: np.ndarray, dec: np.ndarray) -> np.ndarray:
     pix = HtmPixelization(7)
     return np.array(
-        [pix.index(UnitVector3d(LonLat.fromDegrees(float(r), float(d)))) for r, d in zip(ra, dec)],
+        [
+            pix.index(UnitVector3d(LonLat.fromDegrees(float(r), float(d))))
+            for r, d in zip(ra, dec, strict=True)
+        ],
         dtype=np.int64,
     )
 
@@ -139,7 +141,8 @@ def register_survey(butler: Butler, survey: Survey) -> None:
         skip_existing=True,
     )
     reg.insertDimensionData(
-        "visit_system", {"instrument": INSTRUMENT, "id": 0, "name": "one-to-one"},
+        "visit_system",
+        {"instrument": INSTRUMENT, "id": 0, "name": "one-to-one"},
         skip_existing=True,
     )
     reg.insertDimensionData(

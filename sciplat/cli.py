@@ -20,6 +20,7 @@ from sciplat.config import Settings, load_settings
 COMMAND_MODULES: list[str] = [
     "sciplat.helmchart",
     "sciplat.hub.commands",
+    "sciplat.pipelines.commands",
     "sciplat.hub.gateway.commands",
     "sciplat.services.commands",
     "sciplat.services.workspace.commands",

@@ -139,9 +139,11 @@ def generate_dp_schema() -> dict[str, Any]:
     for table_name, wanted in DP_COLUMNS.items():
         source = by_name[table_name]
         columns = {c["name"]: c for c in source["columns"]}
-        columns02 = {c["name"]: c for c in by_name02[table_name]["columns"]} if (
-            table_name in by_name02
-        ) else {}
+        columns02 = (
+            {c["name"]: c for c in by_name02[table_name]["columns"]}
+            if (table_name in by_name02)
+            else {}
+        )
         out_columns = []
         for name in wanted:
             if (table_name, name) in _FROM_DP02:
@@ -254,7 +256,7 @@ def load_felis(path: Path) -> Any:
     """The felis ``Schema`` model of one of our YAML files (validated)."""
     from felis.datamodel import Schema
 
-    return Schema.model_validate(yaml.safe_load(path.read_text()))
+    return Schema.model_validate(yaml.safe_load(path.read_text()), context={"id_generation": True})
 
 
 def table_columns(path: Path, table: str) -> list[Any]:

@@ -7,8 +7,9 @@ Each (visit, detector) gives two products, written by :mod:`sciplat.pipelines.bu
 - ``visit_image``: the instrument signature removed (bias subtracted, flat fielded), background
   subtracted and calibrated to nJy, with a variance plane and a mask plane (afw bit layout).
 
-Objects are drawn as stamps ( bulge+disk galaxies convolved with it) and added into
-the image, with an analytic double-Gaussian PSF, which is what keeps a 2k x 2k image with a few thousand objects at a few seconds.
+Objects are drawn as stamps (point sources as the PSF, bulge+disk galaxies convolved with it)
+and added into the image; the PSF is an analytic double Gaussian, which keeps a 2k x 2k image
+with a few thousand objects at a few seconds.
 """
 
 from __future__ import annotations
@@ -105,7 +106,7 @@ def _stamp_size(flux_e: float, hlr_arcsec: float, fwhm: float) -> int:
 
 def _draw(image: galsim.ImageF, profile: galsim.GSObject, x: float, y: float, size: int) -> None:
     """Draw *profile* centred at 0-based pixel (x, y) into *image* (GalSim 1-based bounds)."""
-    ix, iy = int(round(x)), int(round(y))
+    ix, iy = round(x), round(y)
     stamp = galsim.ImageF(size, size, scale=PIXEL_SCALE)
     stamp.setCenter(ix + 1, iy + 1)
     profile.drawImage(image=stamp, offset=(x - ix, y - iy), add_to_image=False)
@@ -159,7 +160,8 @@ def render_electrons(sky: SkyModel, survey: Survey, visit: Visit, detector: Dete
         gal = disk.withFlux(fe * (1 - bf))
         if bf > 0.01:
             bulge = galsim.DeVaucouleurs(
-                half_light_radius=float(g["bulge_hlr"][i]), trunc=8 * float(g["bulge_hlr"][i]),
+                half_light_radius=float(g["bulge_hlr"][i]),
+                trunc=8 * float(g["bulge_hlr"][i]),
                 gsparams=_GSPARAMS,
             )
             gal = gal + bulge.withFlux(fe * bf)

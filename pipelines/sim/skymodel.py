@@ -20,13 +20,13 @@ from sciplat.pipelines.sim.rng import rng_for
 from sciplat.pipelines.sim.survey import BANDS, START_MJD, Survey
 
 __all__ = [
+    "MOVER_ID_BASE",
     "STAR_ID_BASE",
     "TRANSIENT_ID_BASE",
-    "MOVER_ID_BASE",
     "SkyModel",
     "draw_static",
-    "make_sky",
     "mag_to_njy",
+    "make_sky",
     "njy_to_mag",
 ]
 
