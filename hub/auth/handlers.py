@@ -39,7 +39,6 @@ __all__ = [
 
 TEMPLATE_DIR = Path(__file__).parent / "templates"
 
-ChangePasswordHandler = upstream.ChangePasswordHandler
 ChangePasswordAdminHandler = upstream.ChangePasswordAdminHandler
 _admin_only = upstream.admin_users_scope
 
@@ -177,6 +176,35 @@ class SignUpHandler(_Base, upstream.SignUpHandler):
             two_factor_auth_value=record.otp_secret if record else "",
             recaptcha_key=None,
             tos=self.authenticator.tos,
+        )
+        self.finish(html)
+
+
+class ChangePasswordHandler(_Base, upstream.ChangePasswordHandler):
+    """``/hub/change-password``: a user changes their own password (same rules as sign-up)."""
+
+    @web.authenticated
+    async def post(self) -> None:
+        auth = self.authenticator
+        name = self.current_user.name
+        old = self.get_body_argument("old_password", "", strip=False)
+        new = self.get_body_argument("new_password", "", strip=False)
+        confirmation = self.get_body_argument("new_password_confirmation", "", strip=False)
+        record = auth.get_user(name)
+        status, alert, message = 400, "alert-danger", ""
+        if record is None or not auth.password_matches(record, old):
+            message = "Your current password was incorrect. Please try again."
+        elif new != confirmation:
+            message = "The new password and its confirmation differ."
+        elif problem := auth.password_problem(new, name):
+            message = problem
+        elif not auth.change_password(name, new):
+            message = "The password could not be changed; please try again."
+        else:
+            status, alert, message = 200, "alert-success", "Your password has been changed."
+        self.set_status(status)
+        html = await self.render_template(
+            "change-password.html", user_name=name, result_message=message, alert=alert
         )
         self.finish(html)
 

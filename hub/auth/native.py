@@ -18,7 +18,11 @@ from . import handlers
 from .errors import SignupError
 from .groups import SciplatAuthMixin, add_to_groups
 
-__all__ = ["SciplatNativeAuthenticator"]
+__all__ = ["MAX_PASSWORD_BYTES", "SciplatNativeAuthenticator"]
+
+#: bcrypt hashes at most 72 bytes, and bcrypt >= 5 raises on longer input (upstream turned that
+#: into a 500 at sign-up and at login).
+MAX_PASSWORD_BYTES = 72
 
 
 class SciplatNativeAuthenticator(SciplatAuthMixin, NativeAuthenticator):
@@ -43,6 +47,8 @@ class SciplatNativeAuthenticator(SciplatAuthMixin, NativeAuthenticator):
         """Why *password* is not acceptable, or None."""
         if len(password) < self.minimum_password_length:
             return f"Passwords need at least {self.minimum_password_length} characters."
+        if len(password.encode()) > MAX_PASSWORD_BYTES:
+            return f"Passwords can be at most {MAX_PASSWORD_BYTES} bytes long."
         if self.check_common_password and self.is_password_common(password):
             return "This password is on a list of commonly used passwords; choose another."
         if username and username.lower() in password.lower():
@@ -89,17 +95,25 @@ class SciplatNativeAuthenticator(SciplatAuthMixin, NativeAuthenticator):
             raise SignupError("The sign-up could not be completed; please try again.")
         return record
 
+    def password_matches(self, record: UserInfo, password: str) -> bool:
+        """Whether *password* is the one of sign-up *record* (never raises on long input)."""
+        return len(password.encode()) <= MAX_PASSWORD_BYTES and record.is_valid_password(password)
+
     def is_pending(self, username: str, password: str) -> bool:
         """True when *username* signed up with *password* but is not approved yet."""
         record = self.get_user(username)
         return bool(
-            record is not None and not record.is_authorized and record.is_valid_password(password)
+            record is not None
+            and not record.is_authorized
+            and self.password_matches(record, password)
         )
 
     # -- JupyterHub hooks -----------------------------------------------------------------
     async def authenticate(self, handler: Any, data: dict[str, str]) -> str | None:
         if not data.get("username") or "password" not in data:
             return None
+        if len(data["password"].encode()) > MAX_PASSWORD_BYTES:
+            return None  # no sign-up can have such a password
         return await super().authenticate(handler, data)
 
     def add_user(self, user: Any) -> None:

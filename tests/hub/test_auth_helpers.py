@@ -158,8 +158,10 @@ def post_form(
 
 
 def alert(page: httpx.Response) -> str:
-    """The message in a native sign-up page's alert box (whitespace squeezed)."""
-    match = re.search(r'<div class="alert [^"]*" role="alert">\s*<p>(.*?)</p>', page.text, re.S)
+    """The message in the alert box of a sign-up or change-password page."""
+    match = re.search(
+        r'<div class="alert [^"]*" role="alert">\s*(?:<p>)?(.*?)(?:</p>|</div>)', page.text, re.S
+    )
     assert match, f"no alert on the page:\n{page.text[:2000]}"
     return html.unescape(" ".join(match.group(1).split()))
 

@@ -230,6 +230,46 @@ def test_password_rules(
     assert signup(hub.client(), name, PASSWORD).status_code == 201
 
 
+def test_overlong_passwords_are_refused_not_a_500(hub: AuthHub) -> None:
+    name = fresh_name("long")
+    page = signup(hub.client(), name, "p" * 100)
+    assert page.status_code == 400
+    assert alert(page) == "Passwords can be at most 72 bytes long."
+    assert signup(hub.client(), name, PASSWORD).status_code == 201
+    assert login(hub.client(), name, "p" * 100).status_code == 403
+    assert login(hub.client(), "admin", "ä" * 40).status_code == 403
+
+
+def test_change_password(hub: AuthHub, admin: httpx.Client) -> None:
+    name = fresh_name("chris")
+    browser = hub.client()
+    signup(browser, name, PASSWORD)
+    approve(admin, name)
+    assert login(browser, name, PASSWORD).status_code == 302
+
+    def change(old: str, new: str, confirmation: str | None = None) -> httpx.Response:
+        data = {
+            "old_password": old,
+            "new_password": new,
+            "new_password_confirmation": new if confirmation is None else confirmation,
+        }
+        return post_form(browser, "/hub/change-password", data)
+
+    assert alert(change("wrong-password-1", "fresh-meadow-5521")) == (
+        "Your current password was incorrect. Please try again."
+    )
+    assert alert(change("x" * 100, "fresh-meadow-5521")).startswith("Your current password")
+    assert alert(change(PASSWORD, "short")) == "Passwords need at least 10 characters."
+    assert alert(change(PASSWORD, "fresh-meadow-5521", "other")) == (
+        "The new password and its confirmation differ."
+    )
+    done = change(PASSWORD, "fresh-meadow-5521")
+    assert done.status_code == 200
+    assert alert(done) == "Your password has been changed."
+    assert login(hub.client(), name, PASSWORD).status_code == 403
+    assert login(hub.client(), name, "fresh-meadow-5521").status_code == 302
+
+
 def test_password_must_not_contain_the_username(hub: AuthHub) -> None:
     name = fresh_name("carol")
     page = signup(hub.client(), name, f"{name}-is-my-password")
