@@ -117,6 +117,9 @@ def configure_kubernetes(c: Any, settings_dir: str | os.PathLike[str] = "/etc/sc
         if service.get("name") == "dask-gateway" and not service.get("url") and release:
             service["url"] = f"http://traefik-{release}-dask-gateway.{namespace}"
     c.JupyterHub.services = services
+    # singleuser.extraEnv lands on KubeSpawner, which SciplatSpawner is not: carry it over.
+    if c.KubeSpawner.get("environment"):
+        c.Spawner.environment.update(c.KubeSpawner["environment"])
     if release and any(s.get("name") == "dask-gateway" for s in services):
         c.Spawner.environment.update(gateway_lab_environment(settings, release, namespace))
 
