@@ -35,6 +35,7 @@ log = logging.getLogger("sciplat.services")
 
 #: The areas mounted in the API service, as "module:attribute" of a ServicePlugin.
 PLUGINS: list[str] = [
+    "sciplat.services.notebooks:plugin",
     "sciplat.services.tap:plugin",
     "sciplat.services.workspace:plugin",
 ]

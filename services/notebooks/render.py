@@ -1,0 +1,29 @@
+"""Executed notebook -> standalone HTML (nbconvert's lab template)."""
+
+from __future__ import annotations
+
+import functools
+import threading
+from typing import Any
+
+import nbformat
+
+__all__ = ["render_html"]
+
+_lock = threading.Lock()
+
+
+@functools.cache
+def _exporter():
+    from nbconvert import HTMLExporter
+
+    return HTMLExporter(template_name="lab")
+
+
+def render_html(notebook: dict[str, Any], *, title: str = "") -> str:
+    """The notebook as one HTML page (outputs, plots inline)."""
+    nb = nbformat.from_dict(notebook)
+    resources = {"metadata": {"name": title or "notebook"}}
+    with _lock:  # exporters keep per-conversion state
+        body, _ = _exporter().from_notebook_node(nb, resources=resources)
+    return body
