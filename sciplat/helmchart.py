@@ -221,6 +221,20 @@ def register(cli: click.Group) -> None:
         else:
             click.echo(text, nl=False)
 
+    @helm.command("dockerfiles")
+    @click.option("--write", is_flag=True, help="(Re)write images/*/Dockerfile.")
+    def dockerfiles_cmd(write: bool) -> None:
+        """Check (or write) the images' Dockerfiles against their environment specs."""
+        from sciplat.images import dockerfiles
+
+        if write:
+            for path in dockerfiles.write():
+                click.echo(f"wrote {path}")
+        problems = dockerfiles.check()
+        if problems:
+            raise click.ClickException("; ".join(problems) + " (run with --write)")
+        click.echo(f"{len(dockerfiles.dockerfiles())} Dockerfiles match their specs")
+
     @helm.command("render")
     @click.option(
         "-f",

@@ -136,7 +136,7 @@ class KubernetesBackend(SpawnerBackend):
 
     host_env_keys = List(
         Unicode(),
-        ["PATH", "JUPYTER_PATH"],
+        ["PATH", "JUPYTER_PATH", "JUPYTER_CONFIG_PATH"],
         help="""Environment entries describing the hub's own machine, dropped from the lab's
         environment (the image sets its own).""",
     ).tag(config=True)

@@ -231,7 +231,7 @@ def test_production_uses_the_external_database_and_object_store(rendered):
     }
     assert env["S3_ENDPOINT_URL"]["value"] == "https://s3.example.org"
     assert env["SCIPLAT_BUTLER_REPO"]["value"] == "s3://butler/dp1"
-    assert api["image"] == "registry.example.org/sciplat/api:0.1.0"
+    assert api["image"] == "registry.example.org/sciplat/services:0.1.0"
     hpa = one(docs, "HorizontalPodAutoscaler", "sciplat-api")
     assert (hpa["spec"]["minReplicas"], hpa["spec"]["maxReplicas"]) == (4, 16)
     assert "replicas" not in one(docs, "Deployment", "sciplat-api")["spec"]

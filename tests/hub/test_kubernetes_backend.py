@@ -114,6 +114,7 @@ def make_spec(
             "JUPYTERHUB_API_TOKEN": "secret-token",
             "PATH": "/opt/host/bin",
             "JUPYTER_PATH": "/opt/host/share",
+            "JUPYTER_CONFIG_PATH": "/opt/host/etc",
             "SCIPLAT_IMAGE": validated.image.name,
             "JUPYTERHUB_SERVICE_URL": f"http://127.0.0.1:51234/user/{name}/",
         },
@@ -189,7 +190,7 @@ def test_pod_manifest_per_size_image_and_group(options, groups, image, cpu, memo
     for key in ("JUPYTERHUB_API_TOKEN", "ACCESS_TOKEN"):
         assert env[key] == {"secretKeyRef": {"name": "lab-alice-lab", "key": "token"}}
     assert "secret-token" not in json.dumps(pod)
-    assert "PATH" not in env and "JUPYTER_PATH" not in env
+    assert not {"PATH", "JUPYTER_PATH", "JUPYTER_CONFIG_PATH"} & set(env)
     assert env["JUPYTERHUB_SERVICE_URL"] == "http://0.0.0.0:8888/user/alice/"
     assert env["HOME"] == "/home/alice" and env["SCIPLAT_IMAGE"] == image
     assert c["args"] == [
