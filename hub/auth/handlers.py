@@ -9,7 +9,8 @@ vague answers:
 - sign-up: one precise message per refusal, with a status code (400 invalid, 409 taken), as
   the page or, for ``Accept: application/json``, as ``{"status": ..., "message": ...}``;
 - approval: POST with an XSRF token from the authorization page (the upstream GET link could
-  be triggered cross-site), 404 for unknown names instead of a 500.
+  be triggered cross-site), 404 for unknown names instead of a 500;
+- change password: the sign-up rules and messages, and no 500 on passwords over bcrypt's limit.
 """
 
 from __future__ import annotations
@@ -50,16 +51,14 @@ class _Base(upstream.LocalBase):
     with the sync one (``jinja2_env_sync``), so both get them here.
     """
 
-    _sciplat_templates_registered = False
-
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        if not _Base._sciplat_templates_registered:
-            dirs = [str(TEMPLATE_DIR), upstream.TEMPLATE_DIR]
-            for key in ("jinja2_env", "jinja2_env_sync"):
-                env = self.settings[key]
+        for key in ("jinja2_env", "jinja2_env_sync"):
+            env = self.settings[key]
+            if not getattr(env, "sciplat_auth_templates", False):
+                dirs = [str(TEMPLATE_DIR), upstream.TEMPLATE_DIR]
                 env.loader = ChoiceLoader([env.loader, FileSystemLoader(dirs)])
-            _Base._sciplat_templates_registered = True
+                env.sciplat_auth_templates = True
 
     def wants_json(self) -> bool:
         return "application/json" in self.request.headers.get("Accept", "")
