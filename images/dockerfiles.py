@@ -33,7 +33,7 @@ __all__ = [
 
 IMAGES_DIR = Path(__file__).resolve().parent
 PYTHON_BASE = "python:3.12-slim-bookworm"
-HUB_BASE = "quay.io/jupyterhub/k8s-hub:4.2.0"
+HUB_BASE = "quay.io/jupyterhub/k8s-hub:4.4.0"
 POSTGRES_BASE = "postgres:15-bookworm"
 VENV = "/opt/sciplat/venv"
 SITE = f"{VENV}/lib/python3.12/site-packages"

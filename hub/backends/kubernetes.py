@@ -228,9 +228,14 @@ class KubernetesBackend(SpawnerBackend):
         way) before the start fails with the scheduler's reason.""",
     ).tag(config=True)
 
-    poll_interval = Float(1.0, help="Seconds between pod status reads during start.").tag(
-        config=True
-    )
+    poll_interval = Float(
+        1.0,
+        help="""Seconds before the first pod status read during a start; later reads back off
+        by 1.5x up to :attr:`max_poll_interval` (each starting lab costs API calls).""",
+    ).tag(config=True)
+    max_poll_interval = Float(
+        5.0, help="Longest pause between pod status reads during a start."
+    ).tag(config=True)
     stop_grace_seconds = Integer(5, help="Grace period of a stopping lab.").tag(config=True)
     log_tail_lines = Integer(25, help="Lines of a failed lab's log shown to the user.").tag(
         config=True
@@ -623,6 +628,7 @@ class KubernetesBackend(SpawnerBackend):
         seen: set[str] = set()
         percent = 25
         unschedulable_since: float | None = None
+        interval = self.poll_interval
         image = spec.options.image
         while True:
             pod = await api.read_namespaced_pod(name, self.namespace)
@@ -665,7 +671,8 @@ class KubernetesBackend(SpawnerBackend):
                     )
             else:
                 unschedulable_since = None
-            await asyncio.sleep(self.poll_interval)
+            await asyncio.sleep(interval)
+            interval = min(interval * 1.5, self.max_poll_interval)
 
     def _check_waiting(self, cs: Any, image: Any) -> None:
         """Raise the real cause when a container waits for something that will not come."""

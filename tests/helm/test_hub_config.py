@@ -65,6 +65,7 @@ def test_hub_becomes_a_sciplat_hub(rendered, tmp_path, monkeypatch):
     assert c.SciplatSpawner.backend == "kubernetes"
     assert c.SciplatSpawner.settings_file == str(sdir / "settings.json")
     assert c.Spawner.start_timeout == 600
+    assert c.Spawner.poll_interval == 90 and c.JupyterHub.last_activity_interval == 300
     assert c.JupyterHub.public_url == "https://dac.example.org"
 
     # The backend sees the chart's labs: section plus z2jh's labels and scheduling.

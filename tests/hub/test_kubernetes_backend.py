@@ -92,6 +92,7 @@ def make_backend(api: Any = None, **traits: Any) -> KubernetesBackend:
         group_volumes=GROUP_VOLUMES,
         common_labels=COMMON,
         poll_interval=0.001,
+        max_poll_interval=0.001,
         **traits,
     )
 
