@@ -21,6 +21,7 @@ from __future__ import annotations
 import errno
 import fcntl
 import json
+import multiprocessing
 import os
 import shutil
 import time
@@ -353,7 +354,10 @@ def _run_parallel(survey: Any, todo: list, progress: bool) -> None:
     workers = max(1, min(2, os.cpu_count() or 1, len(todo)))
     bar = tqdm(total=len(todo), desc="render", unit="ccd", disable=not progress)
     with ProcessPoolExecutor(
-        max_workers=workers, initializer=_worker_init, initargs=(survey.size.name, survey.seed)
+        max_workers=workers,
+        mp_context=multiprocessing.get_context("spawn"),  # the parent has threads: no fork
+        initializer=_worker_init,
+        initargs=(survey.size.name, survey.seed),
     ) as pool:
         futures = [pool.submit(_render_task, *task) for task in todo]
         try:

@@ -26,3 +26,21 @@ def test_hub(
     hub = start_test_hub(Path(tmp_path_factory.mktemp("hub")), platform_settings)
     yield hub
     hub.stop()
+
+
+@pytest.fixture(scope="session")
+def tiny_dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The ``tiny`` simulated data preview (seed 42), built once per test session.
+
+    Returns the dataset root (``butler/``, ``catalog/catalog.duckdb``, ``catalog/parquet/``,
+    ``dataset.json``; read it with ``sciplat.pipelines.dataset.load_info``). Set
+    ``SCIPLAT_TEST_DATASET=/some/dir`` to build it there once and reuse it across sessions.
+    """
+    import os
+
+    from sciplat.pipelines.dataset import build_dataset
+
+    cached = os.environ.get("SCIPLAT_TEST_DATASET")
+    root = Path(cached) if cached else tmp_path_factory.mktemp("tiny_dataset") / "dataset"
+    build_dataset(root, size="tiny", seed=42, progress=False)
+    return root
