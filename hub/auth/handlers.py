@@ -106,7 +106,7 @@ class LoginHandler(_Base, upstream.LoginHandler):
         username = data.get("username", "")
         error = "Invalid username or password."
         normalized = self.authenticator.normalize_username(username)
-        if normalized and self.authenticator.is_pending(normalized, data.get("password", "")):
+        if normalized and await self.authenticator.is_pending(normalized, data.get("password", "")):
             error = f"Your account {normalized!r} is waiting for an administrator's approval."
         self.set_status(403)
         self.finish(await self._render(login_error=error, username=username[:32]))
@@ -191,7 +191,7 @@ class ChangePasswordHandler(_Base, upstream.ChangePasswordHandler):
         confirmation = self.get_body_argument("new_password_confirmation", "", strip=False)
         record = auth.get_user(name)
         status, alert, message = 400, "alert-danger", ""
-        if record is None or not auth.password_matches(record, old):
+        if record is None or not await auth.password_matches(record, old):
             message = "Your current password was incorrect. Please try again."
         elif new != confirmation:
             message = "The new password and its confirmation differ."
