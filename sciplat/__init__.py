@@ -5,6 +5,7 @@ clients, each configured from the lab's discovery document and token.
 """
 
 from sciplat.client import discovery
+from sciplat.imaging import cutout, get_datalink, get_sia_service
 
-__all__ = ["discovery"]
+__all__ = ["cutout", "discovery", "get_datalink", "get_sia_service"]
 __version__ = "0.1.0"
