@@ -21,7 +21,7 @@ from typing import Any
 
 import click
 import yaml
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 
 from sciplat.config import Settings
 
@@ -263,8 +263,11 @@ def register(cli: click.Group) -> None:
         docs = manifests(rendered)
         try:
             rendered_settings(docs)
-        except ValueError as exc:
-            raise click.ClickException(f"values.sciplat: {exc}") from exc
+        except ValidationError as exc:
+            problems = "; ".join(
+                f"{'.'.join(str(p) for p in e['loc']) or '(top)'}: {e['msg']}" for e in exc.errors()
+            )
+            raise click.ClickException(f"values.sciplat: {problems}") from exc
         if validate:
             for doc in docs:
                 try:

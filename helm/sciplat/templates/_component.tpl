@@ -10,6 +10,8 @@
 {{- $db := include "sciplat.db" $root | fromYaml -}}
 - name: SCIPLAT_SETTINGS
   value: /etc/sciplat/settings.json
+- name: HOME
+  value: /tmp
 - name: SCIPLAT_DATA_DIR
   value: {{ $root.Values.sciplat.data_dir | quote }}
 - name: JUPYTERHUB_API_URL
