@@ -94,7 +94,8 @@ def configure_kubernetes(c: Any, settings_dir: str | os.PathLike[str] = "/etc/sc
     c.Spawner.server_token_scopes = [*hubconfig.LAB_TOKEN_BASE_SCOPES, *sorted(KNOWN_SCOPES)]
     c.Spawner.oauth_client_allowed_scopes = sorted(KNOWN_SCOPES)
     c.JupyterHub.allow_named_servers = True
-    c.JupyterHub.named_server_limit_per_user = hubconfig._named_server_limit(settings)
+    # SciplatSpawner limits running named servers per the groups' quotas (as on one machine).
+    c.JupyterHub.named_server_limit_per_user = 0
     # Each poll of a running lab is one API call; 3000 labs at the default 30 s is 100/s.
     c.Spawner.poll_interval = 90
     # Activity writes are what loaded the RSP's hub database: report every 5 minutes.

@@ -365,7 +365,7 @@ EXPECTED = [
 
 @pytest.mark.parametrize(("src", "dst", "port", "ok"), EXPECTED)
 def test_network_policies(rendered, src, dst, port, ok):
-    policies = find(rendered["minimal"], "NetworkPolicy")
+    policies = find(rendered["large"], "NetworkPolicy")  # every component enabled
     target = PODS[dst] if isinstance(dst, str) else dst
     assert allowed(policies, PODS[src], target, port) is ok
 
