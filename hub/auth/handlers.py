@@ -125,7 +125,7 @@ class SignUpHandler(_Base, upstream.SignUpHandler):
             confirmation = password
         try:
             auth.check_signup(username, password, confirmation)
-            record = auth.signup(
+            record = await auth.signup(
                 username,
                 password,
                 email=self.get_body_argument("email", "", strip=True),

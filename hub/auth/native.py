@@ -68,10 +68,7 @@ class SciplatNativeAuthenticator(SciplatAuthMixin, NativeAuthenticator):
         if problem:
             raise SignupError(problem)
         if self.user_exists(username):
-            raise SignupError(
-                f"The username {username!r} is already taken; please choose another.",
-                status_code=409,
-            )
+            raise _taken(username)
         if password != confirmation:
             raise SignupError("The password and its confirmation differ.")
         problem = self.password_problem(password, username)
@@ -90,11 +87,23 @@ class SciplatNativeAuthenticator(SciplatAuthMixin, NativeAuthenticator):
             return approved
         return approved | set(self.admin_users)
 
-    def signup(self, username: str, password: str, **info: Any) -> UserInfo:
-        """Create the sign-up record for a checked request; returns it (``is_authorized``)."""
-        record = self.create_user(username, password, **info)
-        if record is None:  # create_user re-checks; a race or a rule we did not foresee
-            raise SignupError("The sign-up could not be completed; please try again.")
+    async def signup(self, username: str, password: str, **info: Any) -> UserInfo:
+        """Create the sign-up record for a request that passed :meth:`check_signup`.
+
+        Hashes in a thread, then re-checks the name: of two concurrent sign-ups for one name,
+        the second gets the 409. Approved at once with open sign-up or for a bootstrap admin
+        (:meth:`get_authed_users`).
+        """
+        hashed = await asyncio.to_thread(bcrypt.hashpw, password.encode(), bcrypt.gensalt())
+        if self.user_exists(username):
+            raise _taken(username)
+        try:
+            record = UserInfo(username=username, password=hashed, **info)
+        except AssertionError as exc:  # UserInfo's e-mail validator
+            raise SignupError(f"{info.get('email')!r} is not an e-mail address.") from exc
+        record.is_authorized = self.open_signup or username in self.get_authed_users()
+        self.db.add(record)
+        self.db.commit()
         return record
 
     async def password_matches(self, record: UserInfo, password: str) -> bool:
@@ -154,3 +163,9 @@ class SciplatNativeAuthenticator(SciplatAuthMixin, NativeAuthenticator):
             (r"/change-password", handlers.ChangePasswordHandler),
             (r"/change-password/([^/]+)", handlers.ChangePasswordAdminHandler),
         ]
+
+
+def _taken(username: str) -> SignupError:
+    return SignupError(
+        f"The username {username!r} is already taken; please choose another.", status_code=409
+    )
