@@ -92,8 +92,8 @@ class AccountManager:
                         f"A Unix account {username!r} already exists on this machine and is not "
                         "a sciplat account; refusing to run a lab as it."
                     )
-                if Path(entry.pw_dir) != home:
-                    await _run("usermod", "--home", str(home), username)
+                # The passwd home may name an older data root; labs get HOME from the
+                # spawner, so it is left alone (usermod refuses while the user has processes).
         account = Account(name=username, uid=entry.pw_uid, gid=entry.pw_gid, home=home)
         self._ensure_home(account)
         return account

@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Any
 
 from sciplat.config import CUSTOM_SCOPES, KNOWN_SCOPES, Settings
-from sciplat.hub.options import effective_quota
 
 __all__ = [
     "CLI_SERVICE",
@@ -152,7 +151,8 @@ def _configure_spawner(c: Any, settings: Settings, sfile: Path) -> None:
     c.Spawner.server_token_scopes = [*LAB_TOKEN_BASE_SCOPES, *sorted(KNOWN_SCOPES)]
     c.Spawner.oauth_client_allowed_scopes = sorted(KNOWN_SCOPES)
     c.JupyterHub.allow_named_servers = True
-    c.JupyterHub.named_server_limit_per_user = _named_server_limit(settings)
+    # The spawner limits *running* named servers per the groups' quotas, whoever asks.
+    c.JupyterHub.named_server_limit_per_user = 0
     c.JupyterHub.concurrent_spawn_limit = 50
 
 
@@ -169,18 +169,6 @@ def dataset_descriptions(settings: Settings) -> dict[str, dict[str, Any]]:
     if (root / "hips").is_dir():
         entry["hips_dir"] = str(root / "hips")
     return {f"dp-{settings.dataset}": entry}
-
-
-def _named_server_limit(settings: Settings):
-    def limit(handler: Any) -> int:
-        user = handler.current_user
-        if user is None or getattr(user, "admin", False):
-            return 0  # no limit
-        quota = effective_quota(settings, [g.name for g in user.groups])
-        # JupyterHub reads 0 as "no limit"; a quota of 0 is enforced by the spawner instead.
-        return quota.named_servers if quota else 0
-
-    return limit
 
 
 def _configure_groups_and_roles(c: Any, settings: Settings) -> None:

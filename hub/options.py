@@ -86,6 +86,8 @@ def parse_form(form_data: Mapping[str, list[Any]]) -> dict[str, Any]:
     """Turn the spawn form's POST body (lists of strings) into ``user_options``."""
     options: dict[str, Any] = {}
     for key, values in form_data.items():
+        if key == "_xsrf":  # JupyterHub's own form token, not an option
+            continue
         value = values[-1] if isinstance(values, list) and values else values
         if isinstance(value, bytes):
             value = value.decode("utf-8", "replace")

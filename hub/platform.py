@@ -31,6 +31,22 @@ __all__ = ["Platform", "PlatformError", "StartResult", "find_proxy"]
 Say = Callable[[str], None]
 
 
+#: Command-line fragments that mark a hub child as a lab (not a managed service).
+LAB_MARKERS = ("sciplat.hub.labstart", "jupyterhub.singleuser", "jupyterhub-singleuser")
+
+
+def _terminate(processes: list[psutil.Process], timeout: float = 10.0) -> None:
+    """SIGTERM, then SIGKILL, whichever of *processes* still run."""
+    alive = [p for p in processes if p.is_running()]
+    for proc in alive:
+        with contextlib.suppress(psutil.Error):
+            proc.terminate()
+    _, alive = psutil.wait_procs(alive, timeout=timeout)
+    for proc in alive:
+        with contextlib.suppress(psutil.Error):
+            proc.kill()
+
+
 class PlatformError(RuntimeError):
     """The platform could not be started or stopped; the message says why."""
 
@@ -284,49 +300,73 @@ class Platform:
         """Stop the labs (through the hub API), then the hub, then the proxy."""
         if labs and self.hub.pid() is not None:
             self.stop_labs(say=say)
-        if self.hub.stop():
+        services = self._service_processes()
+        if self.hub.stop(timeout=30):
             say("stopped JupyterHub")
+        _terminate(services)
         if proxy and self.proxy.stop():
             say("stopped configurable-http-proxy")
         for child in self._children:
             with contextlib.suppress(Exception):
                 child.wait(0)
 
+    def _service_processes(self) -> list[psutil.Process]:
+        """The hub's children that are not labs: its managed services.
+
+        The hub stops them itself when it shuts down cleanly; a hub killed early in its start
+        would leave them behind, so :meth:`stop` ends whichever survive it.
+        """
+        pid = self.hub.pid()
+        if pid is None:
+            return []
+        try:
+            children = psutil.Process(pid).children()
+        except psutil.Error:
+            return []
+        services = []
+        for child in children:
+            try:
+                if not any(m in " ".join(child.cmdline()) for m in LAB_MARKERS):
+                    services.append(child)
+            except psutil.Error:
+                continue
+        return services
+
     def restart_hub(self, timeout: float = 120.0) -> None:
         """Stop and start the hub only (the proxy and labs keep running)."""
-        self.hub.stop()
+        services = self._service_processes()
+        self.hub.stop(timeout=30)
+        _terminate(services)
         self._start_hub(write_hub_config(self.settings))
         self.wait_healthy(timeout=timeout)
 
-    def stop_labs(self, *, say: Say = lambda _: None, timeout: float = 60.0) -> int:
-        """Ask the hub to stop every running lab; returns how many were stopped."""
-        stopped = 0
+    def stop_labs(self, *, say: Say = lambda _: None, timeout: float = 90.0) -> int:
+        """Ask the hub to stop every lab (waiting out spawns in progress); returns how many."""
+        asked: set[tuple[str, str]] = set()
+        deadline = time.monotonic() + timeout
         with self.api(timeout=timeout) as api:
-            users = api.get("/users", params={"state": "active"})
-            if users.status_code != 200:
-                return 0
-            pending = []
-            for user in users.json():
-                for server in user.get("servers", {}):
-                    path = (
-                        f"/users/{user['name']}/servers/{server}"
-                        if server
-                        else f"/users/{user['name']}/server"
-                    )
-                    api.delete(path)
-                    pending.append((user["name"], server))
-                    stopped += 1
-            deadline = time.monotonic() + timeout
-            while pending and time.monotonic() < deadline:
-                name, server = pending[0]
-                info = api.get(f"/users/{name}").json()
-                if server in info.get("servers", {}):
-                    time.sleep(0.2)
-                else:
-                    pending.pop(0)
-        if stopped:
-            say(f"stopped {stopped} lab(s)")
-        return stopped
+            while time.monotonic() < deadline:
+                users = api.get("/users", params={"state": "active"})
+                if users.status_code != 200:
+                    break
+                servers = [
+                    (u["name"], name, model.get("pending"))
+                    for u in users.json()
+                    for name, model in u["servers"].items()
+                ]
+                if not servers:
+                    break
+                for user, server, pending in servers:
+                    if pending is None and (user, server) not in asked:
+                        path = (
+                            f"/users/{user}/servers/{server}" if server else f"/users/{user}/server"
+                        )
+                        if api.delete(path).status_code in (202, 204):
+                            asked.add((user, server))
+                time.sleep(0.2)
+        if asked:
+            say(f"stopped {len(asked)} lab(s)")
+        return len(asked)
 
     # -- status ---------------------------------------------------------------------------------
     def status(self) -> dict[str, Any]:

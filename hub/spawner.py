@@ -21,7 +21,14 @@ from traitlets import Dict, Instance, List, Unicode, default
 
 from sciplat.config import Settings
 from sciplat.hub.backends import LabSpec, SpawnerBackend, backend_class
-from sciplat.hub.options import LabOptions, parse_form, render_form, validate_options
+from sciplat.hub.errors import OptionsError
+from sciplat.hub.options import (
+    LabOptions,
+    effective_quota,
+    parse_form,
+    render_form,
+    validate_options,
+)
 from sciplat.images.catalog import ImageCatalog
 
 __all__ = ["SciplatSpawner", "kernels_path", "lab_config_path", "load_settings_file"]
@@ -159,8 +166,27 @@ class SciplatSpawner(Spawner):
     def _apply_options(self, spawner: Spawner, user_options: dict[str, Any]) -> None:
         """Validate again whatever arrived (form, REST API, remembered options)."""
         self.lab_options = self._validate(user_options)
+        if self.name and not self._is_admin():
+            self._check_named_server_quota()
         self.mem_limit = self.lab_options.size.memory
         self.cpu_limit = self.lab_options.size.cpu
+
+    def _check_named_server_quota(self) -> None:
+        """Running named servers count against the groups' quota, whoever asks for the spawn."""
+        quota = effective_quota(self.settings, self._groups())
+        allowed = quota.named_servers if quota else 0
+        if allowed == 0:
+            raise OptionsError("Your groups allow no named servers; use your default server.")
+        running = sorted(
+            name
+            for name, orm_spawner in self.user.orm_user.orm_spawners.items()
+            if name and name != self.name and orm_spawner.server is not None
+        )
+        if len(running) >= allowed:
+            raise OptionsError(
+                f"You already run {len(running)} named server(s) ({', '.join(running)}), the "
+                f"most your groups allow ({allowed}); stop one first."
+            )
 
     def _validate(self, user_options: dict[str, Any]) -> LabOptions:
         return validate_options(

@@ -82,15 +82,25 @@ def hub(broken_env: Path) -> Iterator[Harness]:
     data_dir = make_data_dir("sciplat-hubtest-")
     platform = Platform(make_settings(data_dir, broken_env))
     try:
-        platform.start(build_data=False)
-        harness = Harness(platform)
+        started = platform.start(build_data=False)
+        harness = Harness(platform, started.admin_user, started.admin_password)
         for name, groups in USERS.items():
             harness.create_user(name, groups)
         yield harness
     finally:
         platform.stop()
+        keep_logs(platform.settings, "hub-tests")
         remove_accounts(platform.settings, list(USERS))
         shutil.rmtree(data_dir, ignore_errors=True)
+
+
+def keep_logs(settings: Settings, name: str) -> None:
+    """Copy the hub's and labs' logs to test-artifacts/<name>/ before the data root goes."""
+    target = Path(__file__).resolve().parents[2] / "test-artifacts" / name
+    shutil.rmtree(target, ignore_errors=True)
+    target.mkdir(parents=True, exist_ok=True)
+    for log in [*settings.run_dir.glob("*.log"), *settings.run_dir.glob("labs/*.log")]:
+        shutil.copy(log, target / log.name)
 
 
 def remove_accounts(settings: Settings, users: list[str]) -> None:

@@ -8,6 +8,7 @@ REST API as the ``sciplat-cli`` service.
 from __future__ import annotations
 
 import json
+import re
 import time
 import uuid
 from dataclasses import dataclass
@@ -18,7 +19,7 @@ import websocket
 
 from sciplat.hub.platform import Platform
 
-__all__ = ["Harness", "KernelError"]
+__all__ = ["Harness", "KernelError", "xsrf"]
 
 
 class KernelError(RuntimeError):
@@ -31,9 +32,15 @@ class KernelError(RuntimeError):
         self.traceback = traceback
 
 
+# A form's hidden field, or the token JupyterHub's page template hands to its scripts.
+_XSRF = re.compile(r'name="_xsrf" value="([^"]+)"|xsrf_token: "([^"]+)"')
+
+
 @dataclass
 class Harness:
     platform: Platform
+    admin_user: str
+    admin_password: str
 
     @property
     def url(self) -> str:
@@ -59,6 +66,21 @@ class Harness:
             r = api.post(f"/users/{name}/tokens", json=body)
         assert r.status_code == 201, r.text
         return r.json()["token"]
+
+    def admin_browser(self) -> httpx.Client:
+        """A cookie session of the first admin, logged in through the login form."""
+        client = httpx.Client(base_url=self.url, timeout=60, follow_redirects=True)
+        page = client.get("/hub/login")
+        r = client.post(
+            "/hub/login",
+            data={
+                "username": self.admin_user,
+                "password": self.admin_password,
+                "_xsrf": xsrf(page),
+            },
+        )
+        assert r.status_code == 200 and "/hub/login" not in str(r.url), r.text[:1000]
+        return client
 
     def user_client(self, name: str) -> httpx.Client:
         return httpx.Client(
@@ -157,6 +179,13 @@ class Harness:
                 )
             finally:
                 lab.delete(f"api/kernels/{kernel_id}")
+
+
+def xsrf(page: httpx.Response) -> str:
+    """The ``_xsrf`` form field of an HTML page."""
+    match = _XSRF.search(page.text)
+    assert match, f"no _xsrf field on {page.url}"
+    return match.group(1) or match.group(2)
 
 
 def _execute(ws_url: str, headers: dict[str, str], user: str, code: str, timeout: float) -> str:

@@ -102,7 +102,7 @@ def test_parse_form_unpacks_lists_and_checkbox() -> None:
         "size": "small",
         "reset": True,
     }
-    assert parse_form({"image": ["r29"]}) == {"image": "r29"}
+    assert parse_form({"image": ["r29"], "_xsrf": ["token"]}) == {"image": "r29"}
 
 
 def test_form_groups_images_by_tag_and_shows_only_allowed_sizes() -> None:
