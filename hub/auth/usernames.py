@@ -12,6 +12,8 @@ import pwd
 import re
 from collections.abc import Iterable
 
+from sciplat.hub.accounts import GECOS as ACCOUNT_GECOS
+
 __all__ = [
     "BASELINE_RESERVED",
     "USERNAME_PATTERN",
@@ -48,15 +50,18 @@ def reserved_names(extra: Iterable[str] = ()) -> frozenset[str]:
     """Names no sciplat user may take on this machine.
 
     The baseline, *extra*, every account and group outside the ordinary id range (root, daemon,
-    www-data, nobody, ...), and every ordinary group that is not some account's private group
-    (``useradd`` would refuse a user of that name). Existing ordinary accounts stay usable:
-    they are the platform's own users on a hub restart.
+    www-data, nobody, ...), every ordinary account sciplat did not create (a person's own
+    login: labs never run as it), and every ordinary group that is not some account's own
+    group. Accounts sciplat created (GECOS marker) stay usable: they are its users.
     """
-    users = {entry.pw_name: entry.pw_uid for entry in pwd.getpwall()}
     names = set(BASELINE_RESERVED) | set(extra)
-    names.update(name for name, uid in users.items() if _system(uid))
+    accounts = set()
+    for entry in pwd.getpwall():
+        accounts.add(entry.pw_name)
+        if _system(entry.pw_uid) or entry.pw_gecos.split(",")[0] != ACCOUNT_GECOS:
+            names.add(entry.pw_name)
     for group in grp.getgrall():
-        if _system(group.gr_gid) or group.gr_name not in users:
+        if _system(group.gr_gid) or group.gr_name not in accounts:
             names.add(group.gr_name)
     return frozenset(names)
 

@@ -14,6 +14,7 @@ from oidc_provider import LoopbackOIDCProvider
 from traitlets.config import Config
 
 from sciplat.config import HubConfig, OIDCConfig, Settings
+from sciplat.hub.accounts import GECOS
 from sciplat.hub.auth import (
     IdentityConfigError,
     SciplatNativeAuthenticator,
@@ -22,6 +23,7 @@ from sciplat.hub.auth import (
     reserved_names,
     username_problem,
 )
+from sciplat.hub.auth.usernames import BASELINE_RESERVED
 from support.net import free_port
 
 
@@ -207,9 +209,10 @@ def test_username_rule() -> None:
 def test_reserved_names_follow_this_machine() -> None:
     names = reserved_names()
     for entry in pwd.getpwall():
-        if entry.pw_uid < 1000:
+        sciplat_account = entry.pw_gecos.split(",")[0] == GECOS
+        if entry.pw_uid < 1000 or entry.pw_uid > 59999 or not sciplat_account:
             assert entry.pw_name in names
-        elif 1000 <= entry.pw_uid <= 59999:
-            # Ordinary accounts (sciplat's own users after a restart) stay usable.
-            assert entry.pw_name not in names or entry.pw_name in {"sciplat", "jovyan"}
-    assert {"root", "daemon", "nobody", "www-data", "users"} <= names
+        elif entry.pw_name not in BASELINE_RESERVED:
+            # Accounts sciplat created for its users stay usable after a restart.
+            assert entry.pw_name not in names
+    assert {"root", "daemon", "nobody", "www-data", "users", "sciplat"} <= names
