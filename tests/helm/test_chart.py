@@ -408,3 +408,18 @@ def test_strict_validation_rejects_unknown_fields(rendered):
     deployment["spec"]["template"]["spec"]["containers"][0]["securityContxt"] = {}
     with pytest.raises(jsonschema.ValidationError, match="securityContxt"):
         validate_manifest(deployment)
+
+
+def test_hub_may_read_nodes_and_lab_logs_and_nothing_more(rendered):
+    docs = rendered["minimal"]
+    cluster_role = one(docs, "ClusterRole", "sciplat-sciplat-node-reader")
+    assert cluster_role["rules"] == [
+        {"apiGroups": [""], "resources": ["nodes"], "verbs": ["get", "list"]}
+    ]
+    role = one(docs, "Role", "sciplat-hub-lab-logs")
+    assert role["rules"] == [{"apiGroups": [""], "resources": ["pods/log"], "verbs": ["get"]}]
+    for kind in ("ClusterRoleBinding", "RoleBinding"):
+        (binding,) = find(docs, kind)
+        assert binding["subjects"] == [
+            {"kind": "ServiceAccount", "name": "hub", "namespace": "sciplat"}
+        ]

@@ -356,10 +356,6 @@ class FakeCoreV1Api:
         self.calls.append("create_secret")
         return self._create("secret", body)
 
-    async def replace_namespaced_secret(self, name, namespace, body):
-        self.calls.append("replace_secret")
-        self.objects[("secret", name)] = body
-
     async def create_namespaced_pod(self, namespace, body):
         self.calls.append("create_pod")
         return self._create("pod", body)
@@ -439,8 +435,17 @@ async def test_returning_user_keeps_home_and_secret_is_replaced():
     spec = make_spec({}, ["users"])
     await run_start(backend, spec)
     api.objects.pop(("pod", "lab-alice"))
-    await run_start(backend, spec)  # PVC exists (409 is fine), secret replaced
-    assert "replace_secret" in api.calls
+    api.calls.clear()
+    await run_start(backend, spec)  # PVC exists (409 is fine), secret made anew
+    # only verbs z2jh's hub Role grants (get/list/watch/create/delete): no update
+    assert api.calls == [
+        "list_node",
+        "create_pvc",
+        "create_secret",
+        "delete_secret",
+        "create_secret",
+        "create_pod",
+    ]
 
 
 async def test_missing_image_fails_at_once_with_the_registry_message():
