@@ -69,7 +69,7 @@ def _configure_native(c: Any, settings: Settings) -> None:
     auth.check_common_password = True
     auth.default_groups = list(hub.default_groups)
     # Approval (or open sign-up) is the gate; JupyterHub 5+ wants the choice explicit.
-    auth.allow_all = True
+    c.Authenticator.allow_all = True
     # Group membership stays with the hub's admins (default groups are added, never removed).
     auth.manage_groups = False
 
