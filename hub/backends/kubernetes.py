@@ -30,7 +30,7 @@ from urllib.parse import urlsplit, urlunsplit
 from kubespawner.objects import make_pod, make_pvc
 from kubespawner.slugs import multi_slug, safe_slug
 from traitlets import Any as AnyTrait
-from traitlets import Bool, Dict, Float, Integer, List, Unicode, default
+from traitlets import Bool, Dict, Float, Integer, List, Set, Unicode, default
 
 from sciplat.hub.backends import LabSpec, ProgressFn, SpawnerBackend
 from sciplat.hub.errors import LabStartError, SciplatSpawnError
@@ -134,9 +134,9 @@ class KubernetesBackend(SpawnerBackend):
         help="Command starting the lab inside the image (before the spawner's arguments).",
     ).tag(config=True)
 
-    host_env_keys = List(
+    host_env_keys = Set(
         Unicode(),
-        ["PATH", "JUPYTER_PATH", "JUPYTER_CONFIG_PATH"],
+        {"PATH", "JUPYTER_PATH", "JUPYTER_CONFIG_PATH"},
         help="""Environment entries describing the hub's own machine, dropped from the lab's
         environment (the image sets its own).""",
     ).tag(config=True)
@@ -414,10 +414,12 @@ class KubernetesBackend(SpawnerBackend):
         return volumes, mounts, gids
 
     def _env(self, spec: LabSpec, home: str) -> dict[str, Any]:
+        token = spec.env.get("JUPYTERHUB_API_TOKEN")
+        # Every entry holding the token (JupyterHub also sets JPY_API_TOKEN) comes from the
+        # lab's Secret, so the token never appears in the pod spec.
+        token_keys = {k for k, v in spec.env.items() if token and v == token}
         env: dict[str, Any] = {
-            k: v
-            for k, v in spec.env.items()
-            if k not in self.host_env_keys and k != "JUPYTERHUB_API_TOKEN"
+            k: v for k, v in spec.env.items() if k not in self.host_env_keys | token_keys
         }
         if "JUPYTERHUB_SERVICE_URL" in env:  # bind on the pod's address, at the pod's port
             url = urlsplit(env["JUPYTERHUB_SERVICE_URL"])
@@ -425,7 +427,7 @@ class KubernetesBackend(SpawnerBackend):
                 (url.scheme, f"0.0.0.0:{self.port}", url.path, url.query, url.fragment)
             )
         secret = f"{self.pod_name(spec)}-lab"
-        for key in ("JUPYTERHUB_API_TOKEN", "ACCESS_TOKEN"):
+        for key in sorted({"JUPYTERHUB_API_TOKEN", "ACCESS_TOKEN", *token_keys}):
             env[key] = {
                 "name": key,
                 "valueFrom": {"secretKeyRef": {"name": secret, "key": "token"}},

@@ -113,6 +113,7 @@ def make_spec(
         options=validated,
         env={
             "JUPYTERHUB_API_TOKEN": "secret-token",
+            "JPY_API_TOKEN": "secret-token",
             "PATH": "/opt/host/bin",
             "JUPYTER_PATH": "/opt/host/share",
             "JUPYTER_CONFIG_PATH": "/opt/host/etc",
@@ -188,7 +189,7 @@ def test_pod_manifest_per_size_image_and_group(options, groups, image, cpu, memo
     # Discovery document and token come from the lab's Secret; host paths are dropped.
     env = env_of(pod)
     assert env["SCIPLAT_DISCOVERY"] == "/etc/sciplat/lab/discovery.json"
-    for key in ("JUPYTERHUB_API_TOKEN", "ACCESS_TOKEN"):
+    for key in ("JUPYTERHUB_API_TOKEN", "JPY_API_TOKEN", "ACCESS_TOKEN"):
         assert env[key] == {"secretKeyRef": {"name": "lab-alice-lab", "key": "token"}}
     assert "secret-token" not in json.dumps(pod)
     assert not {"PATH", "JUPYTER_PATH", "JUPYTER_CONFIG_PATH"} & set(env)
