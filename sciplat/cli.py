@@ -23,6 +23,7 @@ COMMAND_MODULES: list[str] = [
     "sciplat.pipelines.commands",
     "sciplat.hub.gateway.commands",
     "sciplat.services.commands",
+    "sciplat.services.notebooks.commands",
     "sciplat.services.workspace.commands",
 ]
 

@@ -1,0 +1,172 @@
+"""Bots that run notebooks against a live platform (like Rubin's mobu), and the benchmark.
+
+A bot is a hub user (``bot-notebooks-<n>``, group ``users``) made through the hub's REST API
+with an admin token. It can spawn its lab (``--spawn``: start, wait until ready, stop at the
+end) and runs every notebook in ``notebooks/`` through the notebooks API: templates with their
+defaults, other notebooks as submitted notebooks, each executed fresh as the bot.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+__all__ = ["BotClient", "NotebookReport", "collect_notebooks", "run_all"]
+
+ACTIVE = ("queued", "running")
+
+
+@dataclass
+class NotebookReport:
+    """What one bot saw running one notebook."""
+
+    bot: str
+    notebook: str
+    status: str
+    seconds: float
+    kernel_seconds: float | None = None
+    cells: list[dict[str, Any]] = field(default_factory=list)
+    error: dict[str, Any] | None = None
+    job_url: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "succeeded"
+
+
+class BotClient:
+    """One bot user: hub account, token, optional lab, and calls to the notebooks API."""
+
+    def __init__(self, hub_url: str, admin_token: str, name: str, group: str = "users") -> None:
+        self.hub_url = hub_url.rstrip("/")
+        self.name = name
+        self._admin = httpx.Client(
+            base_url=f"{self.hub_url}/hub/api", timeout=60,
+            headers={"Authorization": f"token {admin_token}"},
+        )  # fmt: skip
+        self._ensure_user(group)
+        response = self._admin.post(
+            f"/users/{name}/tokens", json={"note": "notebook bot", "expires_in": 86400}
+        )
+        response.raise_for_status()
+        self.token = response.json()["token"]
+        self.api = httpx.Client(
+            base_url=f"{self.hub_url}/services/api/notebooks", timeout=120,
+            headers={"Authorization": f"Bearer {self.token}"},
+        )  # fmt: skip
+
+    def _ensure_user(self, group: str) -> None:
+        if self._admin.get(f"/users/{self.name}").status_code == 404:
+            self._admin.post(f"/users/{self.name}").raise_for_status()
+        response = self._admin.post(f"/groups/{group}/users", json={"users": [self.name]})
+        if response.status_code not in (200, 201):
+            raise RuntimeError(f"could not add {self.name} to group {group!r}: {response.text}")
+
+    def spawn_lab(self, timeout: float = 300) -> float:
+        """Start the bot's lab and wait until the hub says it is ready; returns seconds."""
+        started = time.monotonic()
+        response = self._admin.post(f"/users/{self.name}/server")
+        if response.status_code not in (201, 202, 400):  # 400: already running
+            raise RuntimeError(f"spawn of {self.name} refused: {response.text}")
+        while time.monotonic() - started < timeout:
+            model = self._admin.get(f"/users/{self.name}").json()
+            server = (model.get("servers") or {}).get("", {})
+            if server.get("ready"):
+                return time.monotonic() - started
+            if not model.get("pending") and not server:
+                raise RuntimeError(f"the lab of {self.name} stopped while starting")
+            time.sleep(1)
+        raise TimeoutError(f"the lab of {self.name} was not ready after {timeout:g} s")
+
+    def stop_lab(self) -> None:
+        self._admin.delete(f"/users/{self.name}/server")
+
+    def submit(self, notebook: Path, root: Path, *, fresh: bool = True) -> dict[str, Any]:
+        sidecar = notebook.with_suffix(".yaml")
+        rel = notebook.relative_to(root)
+        if sidecar.is_file():
+            name = f"{rel.parent.name}/{notebook.stem}"
+            response = self.api.post(f"/templates/{name}/runs", json={"fresh": fresh})
+        else:
+            body = {"ipynb": json.loads(notebook.read_text()), "title": str(rel), "fresh": fresh}
+            response = self.api.post("/jobs", json=body)
+        if response.status_code not in (200, 202):
+            raise RuntimeError(f"{rel}: refused ({response.status_code}): {response.text}")
+        return response.json()
+
+    def wait(self, job: dict[str, Any], timeout: float) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        while job["status"] in ACTIVE and time.monotonic() < deadline:
+            time.sleep(0.5)
+            job = self.api.get(f"/jobs/{job['id']}").json()
+        return job
+
+    def run(self, notebook: Path, root: Path, timeout: float = 1800) -> NotebookReport:
+        started = time.monotonic()
+        try:
+            job = self.wait(self.submit(notebook, root), timeout)
+        except Exception as exc:
+            return NotebookReport(
+                self.name,
+                str(notebook.relative_to(root)),
+                "refused",
+                time.monotonic() - started,
+                error={"ename": type(exc).__name__, "evalue": str(exc)},
+            )
+        return NotebookReport(
+            bot=self.name,
+            notebook=str(notebook.relative_to(root)),
+            status=job["status"],
+            seconds=time.monotonic() - started,
+            kernel_seconds=job.get("kernel_seconds"),
+            cells=job.get("cell_timings", []),
+            error=job.get("error"),
+            job_url=job.get("page_url", ""),
+        )
+
+    def close(self) -> None:
+        self.api.close()
+        self._admin.close()
+
+
+def collect_notebooks(root: Path) -> list[Path]:
+    """Every notebook under *root* (tutorials, commissioning, templates), sorted."""
+    return sorted(p for p in root.rglob("*.ipynb") if ".ipynb_checkpoints" not in p.parts)
+
+
+def run_all(
+    bots: list[BotClient],
+    notebooks: list[Path],
+    root: Path,
+    *,
+    progress: Callable[[NotebookReport], None] | None = None,
+) -> list[NotebookReport]:
+    """Each bot runs every notebook (bots in parallel, each bot's notebooks in turn)."""
+
+    def one_bot(bot: BotClient) -> list[NotebookReport]:
+        reports = []
+        for notebook in notebooks:
+            report = bot.run(notebook, root)
+            if progress:
+                progress(report)
+            reports.append(report)
+        return reports
+
+    with ThreadPoolExecutor(max_workers=max(len(bots), 1)) as pool:
+        return [r for reports in pool.map(one_bot, bots) for r in reports]
+
+
+def percentile(values: list[float], q: float) -> float | None:
+    if not values:
+        return None
+    if len(values) == 1:
+        return values[0]
+    return statistics.quantiles(values, n=100, method="inclusive")[int(q) - 1]

@@ -1,0 +1,162 @@
+"""``sciplat check notebooks`` (bots) and ``sciplat bench notebooks`` (timings)."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import click
+
+from sciplat.cli import group
+
+__all__ = ["register"]
+
+
+def _root() -> Path:
+    import sciplat.notebooks
+
+    return Path(sciplat.notebooks.__file__).resolve().parent
+
+
+def _common(f):
+    f = click.option("--url", default="http://127.0.0.1:8000", show_default=True,
+                     help="Public URL of the platform (the hub's proxy).")(f)  # fmt: skip
+    f = click.option("--admin-token", envvar="SCIPLAT_ADMIN_TOKEN", required=True,
+                     help="Hub token with admin:users and tokens scopes "
+                     "($SCIPLAT_ADMIN_TOKEN); makes bot users and their tokens.")(f)  # fmt: skip
+    return f
+
+
+def register(cli: click.Group) -> None:
+    @group("check").command("notebooks")
+    @_common
+    @click.option("--bots", default=1, show_default=True, help="Bot users running at once.")
+    @click.option("--spawn/--no-spawn", default=False, help="Also spawn each bot's lab.")
+    @click.option("--only", multiple=True, help="Run only notebooks whose path contains this.")
+    @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+    def check_notebooks(url, admin_token, bots, spawn, only, as_json) -> None:
+        """Run every notebook in notebooks/ as bot users; exit 1 on any failure."""
+        from sciplat.services.notebooks.bots import BotClient, collect_notebooks, run_all
+
+        root = _root()
+        notebooks = [p for p in collect_notebooks(root)
+                     if not only or any(o in str(p) for o in only)]  # fmt: skip
+        clients = [BotClient(url, admin_token, f"bot-notebooks-{i}") for i in range(bots)]
+        spawn_seconds = {}
+        try:
+            if spawn:
+                for bot in clients:
+                    spawn_seconds[bot.name] = bot.spawn_lab()
+                    click.echo(f"{bot.name}: lab ready in {spawn_seconds[bot.name]:.1f} s",
+                               err=True)  # fmt: skip
+
+            def show(report):
+                mark = "ok  " if report.ok else "FAIL"
+                click.echo(f"{mark} {report.bot} {report.notebook} {report.status} "
+                           f"{report.seconds:.1f} s", err=True)  # fmt: skip
+                if not report.ok and report.error:
+                    where = report.error.get("index")
+                    click.echo(f"     cell {where}: {report.error.get('ename')}: "
+                               f"{report.error.get('evalue')}", err=True)  # fmt: skip
+
+            reports = run_all(clients, notebooks, root, progress=show)
+        finally:
+            for bot in clients:
+                if spawn:
+                    bot.stop_lab()
+                bot.close()
+        failed = [r for r in reports if not r.ok]
+        if as_json:
+            click.echo(json.dumps({
+                "spawn_seconds": spawn_seconds,
+                "notebooks": [r.__dict__ for r in reports],
+                "failed": len(failed),
+            }, indent=2, default=str))  # fmt: skip
+        else:
+            for r in reports:
+                cells = ", ".join(f"{c['index']}:{c['seconds']}" for c in r.cells)
+                click.echo(f"{r.notebook:55} {r.status:10} kernel {r.kernel_seconds} s; "
+                           f"cells [{cells}]")  # fmt: skip
+            click.echo(f"{len(reports) - len(failed)} passed, {len(failed)} failed")
+        sys.exit(1 if failed else 0)
+
+    @group("bench").command("notebooks")
+    @_common
+    @click.option("--bots", default=4, show_default=True, help="Concurrent bots.")
+    @click.option("--renders", default=50, show_default=True, help="Cached renders to time.")
+    @click.option(
+        "--notebook",
+        "names",
+        multiple=True,
+        default=["templates/platform-check"],
+        show_default=True,
+        help="Template(s) for the cold runs and the bots.",
+    )
+    @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+    def bench_notebooks(url, admin_token, bots, renders, names, as_json) -> None:
+        """Cold run time, cached render latency, and N bots running notebooks at once."""
+        from sciplat.services.notebooks.bots import BotClient, percentile
+
+        root = _root()
+        paths = [root / f"{n}.ipynb" for n in names]
+        result: dict = {"cold": [], "cached": {}, "concurrent": {}}
+        lead = BotClient(url, admin_token, "bot-notebooks-bench")
+        try:
+            for path in paths:
+                report = lead.run(path, root)
+                result["cold"].append({
+                    "notebook": report.notebook, "status": report.status,
+                    "total_seconds": round(report.seconds, 3),
+                    "kernel_start_seconds": report.kernel_seconds,
+                    "execution_seconds": round(sum(c["seconds"] or 0 for c in report.cells), 3),
+                })  # fmt: skip
+                click.echo(f"cold {report.notebook}: {report.seconds:.2f} s", err=True)
+            job = lead.submit(paths[0], root, fresh=False)
+            html_times, post_times = [], []
+            for _ in range(renders):
+                t0 = time.perf_counter()
+                lead.api.get(f"/jobs/{job['id']}/html").raise_for_status()
+                html_times.append((time.perf_counter() - t0) * 1000)
+                t0 = time.perf_counter()
+                again = lead.submit(paths[0], root, fresh=False)
+                post_times.append((time.perf_counter() - t0) * 1000)
+                assert again["cached"], "expected a cached result"
+            result["cached"] = {
+                "renders": renders,
+                "html_ms_p50": round(percentile(html_times, 50), 2),
+                "html_ms_p95": round(percentile(html_times, 95), 2),
+                "resubmit_ms_p50": round(percentile(post_times, 50), 2),
+                "resubmit_ms_p95": round(percentile(post_times, 95), 2),
+            }
+        finally:
+            lead.close()
+        clients = [BotClient(url, admin_token, f"bot-notebooks-{i}") for i in range(bots)]
+        try:
+            from concurrent.futures import ThreadPoolExecutor
+
+            t0 = time.monotonic()
+            with ThreadPoolExecutor(max_workers=bots) as pool:
+                reports = list(pool.map(lambda b: b.run(paths[0], root), clients))
+            wall = time.monotonic() - t0
+        finally:
+            for bot in clients:
+                bot.close()
+        seconds = [r.seconds for r in reports]
+        result["concurrent"] = {
+            "bots": bots,
+            "notebook": reports[0].notebook if reports else None,
+            "success_rate": sum(r.ok for r in reports) / max(len(reports), 1),
+            "p50_seconds": round(percentile(seconds, 50), 2),
+            "p95_seconds": round(percentile(seconds, 95), 2),
+            "wall_seconds": round(wall, 2),
+            "failures": [r.error for r in reports if not r.ok],
+        }
+        if as_json:
+            click.echo(json.dumps(result, indent=2))
+        else:
+            click.echo(json.dumps(result, indent=2))
+        if os.environ.get("CI") and result["concurrent"]["success_rate"] < 1:
+            sys.exit(1)
