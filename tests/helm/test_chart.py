@@ -423,3 +423,14 @@ def test_hub_may_read_nodes_and_lab_logs_and_nothing_more(rendered):
         assert binding["subjects"] == [
             {"kind": "ServiceAccount", "name": "hub", "namespace": "sciplat"}
         ]
+
+
+def test_helm_lint_finds_only_the_unfetched_subcharts():
+    """`helm lint --strict`; offline, the two dependencies cannot be in charts/."""
+    for values in ({}, values_of("production"), values_of("large")):
+        report = helm_python.lint(CHART_DIR, values, strict=True, namespace="sciplat")
+        assert report["errors"] == [
+            "chart directory is missing these dependencies: jupyterhub,dask-gateway"
+        ]
+        serious = [m for m in report["messages"] if m["severity"] >= 2]
+        assert [m["error"] for m in serious] == report["errors"]
