@@ -88,6 +88,9 @@ def configure_kubernetes(c: Any, settings_dir: str | os.PathLike[str] = "/etc/sc
     c.SciplatSpawner.settings_file = str(settings_dir / "settings.json")
     c.SciplatSpawner.backend = "kubernetes"
     c.SciplatSpawner.backend_config = {"config_file": str(_backend_config(c, settings_dir))}
+    datasets = settings_dir / "datasets.json"
+    if datasets.exists():
+        c.SciplatSpawner.datasets = json.loads(datasets.read_text())
     c.Spawner.default_url = "/lab"
     c.Spawner.start_timeout = settings.hub.start_timeout
     c.Spawner.http_timeout = max(settings.hub.start_timeout // 4, 30)

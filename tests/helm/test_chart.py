@@ -161,6 +161,12 @@ def test_settings_secret_is_the_sciplat_section(rendered):
         "postgresql://sciplat@sciplat-postgresql:5432/catalog?sslmode=disable"
     )
     assert minimal.public_url == "https://dac.test.example"
+    assert (
+        json.loads(
+            one(rendered["minimal"], "Secret", "sciplat-settings")["stringData"]["datasets.json"]
+        )
+        == {}
+    )
     backend = json.loads(
         one(rendered["large"], "Secret", "sciplat-settings")["stringData"]["kubernetes.json"]
     )

@@ -26,7 +26,7 @@ GiB = 2**30
 
 def settings_dir(docs: list[dict], path: Path) -> Path:
     data = one(docs, "Secret", "sciplat-settings")["stringData"]
-    for key in ("settings.json", "kubernetes.json"):
+    for key in ("settings.json", "kubernetes.json", "datasets.json"):
         (path / key).write_text(data[key])
     return path
 
@@ -58,6 +58,8 @@ def test_hub_becomes_a_sciplat_hub(rendered, tmp_path, monkeypatch):
     monkeypatch.setenv("POD_NAMESPACE", "sciplat")
     monkeypatch.setattr("tempfile.tempdir", str(tmp_path))
     sdir = settings_dir(rendered["large"], tmp_path)
+    production = one(rendered["production"], "Secret", "sciplat-settings")["stringData"]
+    (sdir / "datasets.json").write_text(production["datasets.json"])
     c = z2jh_config()
     configure_kubernetes(c, sdir)
 
@@ -67,6 +69,10 @@ def test_hub_becomes_a_sciplat_hub(rendered, tmp_path, monkeypatch):
     assert c.Spawner.start_timeout == 600
     assert c.Spawner.poll_interval == 90 and c.JupyterHub.last_activity_interval == 300
     assert c.JupyterHub.public_url == "https://dac.example.org"
+    # the discovery document lists the object-store Butler repository
+    assert c.SciplatSpawner.datasets == {
+        "dp-small": {"size": "small", "butler_repo": "s3://butler/dp1"}
+    }
 
     # The backend sees the chart's labs: section plus z2jh's labels and scheduling.
     backend = KubernetesBackend(**c.SciplatSpawner.backend_config)

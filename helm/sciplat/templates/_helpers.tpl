@@ -152,3 +152,13 @@ release: {{ .Release.Name }}
 {{- if $l.storageClass }}{{ $_ := set $t "storage_class" $l.storageClass }}{{ end -}}
 {{- toJson $t -}}
 {{- end }}
+
+{{- /* Data sets of the discovery document: .Values.datasets plus the object-store Butler repo. */}}
+{{- define "sciplat.datasets" -}}
+{{- $d := deepCopy .Values.datasets -}}
+{{- if and .Values.objectStore.enabled .Values.objectStore.butlerRepo -}}
+{{- $name := printf "dp-%s" (.Values.sciplat.dataset | default "small") -}}
+{{- $_ := set $d $name (mergeOverwrite (dict "size" (.Values.sciplat.dataset | default "small") "butler_repo" .Values.objectStore.butlerRepo) (get $d $name | default dict)) -}}
+{{- end -}}
+{{- toJson $d -}}
+{{- end }}
