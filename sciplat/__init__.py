@@ -5,7 +5,8 @@ clients, each configured from the lab's discovery document and token.
 """
 
 from sciplat.client import discovery
+from sciplat.dask import get_gateway
 from sciplat.imaging import cutout, get_datalink, get_sia_service
 
-__all__ = ["cutout", "discovery", "get_datalink", "get_sia_service"]
+__all__ = ["cutout", "discovery", "get_datalink", "get_gateway", "get_sia_service"]
 __version__ = "0.1.0"

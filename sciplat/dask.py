@@ -21,6 +21,27 @@ from typing import Any
 __all__ = ["gateway_options", "get_gateway"]
 
 GATEWAY_PATH = "services/dask-gateway"
+#: Where the gateway puts the message of a refusal (``sciplat.hub.gateway.auth``).
+ERROR_HEADER = "X-Dask-Gateway-Error"
+
+
+def _gateway_class() -> type:
+    import aiohttp
+    from dask_gateway import Gateway
+
+    class SciplatGateway(Gateway):
+        """``dask_gateway.Gateway`` whose refusals (403) say why, as ``PermissionError``."""
+
+        async def _request(self, method: str, url: str, json: Any = None) -> Any:
+            try:
+                return await super()._request(method, url, json=json)
+            except aiohttp.ClientResponseError as exc:
+                if exc.status == 403:
+                    reason = (exc.headers or {}).get(ERROR_HEADER) or exc.message
+                    raise PermissionError(f"dask-gateway refused: {reason}") from exc
+                raise
+
+    return SciplatGateway
 
 
 def gateway_options(
@@ -61,8 +82,7 @@ def get_gateway(
     proxy_address: str | None = None,
     **kwargs: Any,
 ) -> Any:
-    """A ``dask_gateway.Gateway`` for this platform (see the module docstring)."""
-    from dask_gateway import Gateway
-
+    """A ``dask_gateway.Gateway`` for this platform (see the module docstring); a refusal
+    (no access, someone else's cluster) raises ``PermissionError`` with the gateway's reason."""
     options = gateway_options(base_url, token=token, proxy_address=proxy_address)
-    return Gateway(**options, **kwargs)
+    return _gateway_class()(**options, **kwargs)
