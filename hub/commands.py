@@ -24,6 +24,15 @@ def _settings(config: str | None, data_dir: str | None, port: int | None) -> Set
     return settings
 
 
+def _running_settings(config: str | None, data_dir: str | None) -> Settings:
+    """The settings `sciplat up` rendered for this data root (its ports), else the config's."""
+    settings = _settings(config, data_dir, None)
+    effective = settings.run_dir / "settings.json"
+    if effective.exists():
+        return Settings.model_validate_json(effective.read_text())
+    return settings
+
+
 _config_opt = click.option(
     "--config",
     "config",
@@ -97,7 +106,7 @@ def down(config: str | None, data_dir: str | None, keep_labs: bool) -> None:
     """Stop the labs, the hub and the proxy."""
     from sciplat.hub.platform import Platform
 
-    Platform(_settings(config, data_dir, None)).stop(labs=not keep_labs, say=_say)
+    Platform(_running_settings(config, data_dir)).stop(labs=not keep_labs, say=_say)
     click.echo("sciplat is down")
 
 
@@ -109,7 +118,7 @@ def status(config: str | None, data_dir: str | None, as_json: bool) -> None:
     """Is the platform running, and which labs."""
     from sciplat.hub.platform import Platform
 
-    info = Platform(_settings(config, data_dir, None)).status()
+    info = Platform(_running_settings(config, data_dir)).status()
     if as_json:
         click.echo(json.dumps(info, indent=2))
     else:
@@ -153,7 +162,7 @@ def bench_spawn(
     """Spawn-to-ready latency: p50/p95 of sequential and concurrent spawns."""
     from sciplat.hub.bench import run_spawn_bench
 
-    settings = _settings(config, data_dir, None)
+    settings = _running_settings(config, data_dir)
     result = run_spawn_bench(
         settings, sequential=sequential, concurrent=concurrent, ephemeral=ephemeral, say=_say
     )

@@ -157,18 +157,29 @@ def _configure_spawner(c: Any, settings: Settings, sfile: Path) -> None:
 
 
 def dataset_descriptions(settings: Settings) -> dict[str, dict[str, Any]]:
-    """What the discovery document says about the data preview (empty until it is built)."""
-    root = settings.dataset_dir
-    if not root.is_dir() or not any(root.iterdir()):
+    """What each lab's discovery document says about the data preview (empty until built)."""
+    try:
+        from sciplat.pipelines.dataset import load_info
+    except ImportError:
         return {}
-    entry: dict[str, Any] = {"size": settings.dataset, "path": str(root)}
-    if (root / "butler").is_dir():
-        entry["butler_repo"] = str(root / "butler")
-    if (root / "catalog").is_dir():
-        entry["catalog_dir"] = str(root / "catalog")
-    if (root / "hips").is_dir():
-        entry["hips_dir"] = str(root / "hips")
-    return {f"dp-{settings.dataset}": entry}
+    root = settings.dataset_dir
+    info = load_info(root)
+    if info is None:
+        return {}
+    paths = {name: str(root / rel) for name, rel in info.paths.items()}
+    return {
+        f"dp-{info.size}": {
+            "size": info.size,
+            "seed": info.seed,
+            "butler_repo": paths.get("butler"),
+            "collections": info.collections,
+            "instrument": info.instrument,
+            "bands": info.bands,
+            "field": info.field,
+            "mjd_range": info.mjd_range,
+            "paths": paths,
+        }
+    }
 
 
 def _configure_groups_and_roles(c: Any, settings: Settings) -> None:

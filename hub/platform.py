@@ -282,15 +282,15 @@ class Platform:
 
     def _ensure_dataset(self, say: Say) -> None:
         s = self.settings
-        if s.dataset_dir.is_dir() and any(s.dataset_dir.iterdir()):
-            return
         try:
-            from sciplat.pipelines.dataset import build_dataset
+            from sciplat.pipelines.dataset import build_dataset, load_info
         except ImportError:
             say(
                 "WARNING: no data set builder installed (sciplat.pipelines.dataset); "
                 "the platform starts without data"
             )
+            return
+        if load_info(s.dataset_dir) is not None:
             return
         say(f"building the {s.dataset!r} data preview in {s.dataset_dir} (first run only)")
         build_dataset(s.dataset_dir, size=s.dataset, seed=42)
