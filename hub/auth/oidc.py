@@ -124,7 +124,15 @@ class SciplatOIDCAuthenticator(SciplatAuthMixin, GenericOAuthenticator):
     async def token_to_user(self, token_info: dict[str, Any]) -> dict[str, Any]:
         try:
             return await super().token_to_user(token_info)
-        except (HTTPClientError, OSError) as exc:
+        except HTTPClientError as exc:
+            if exc.response is not None and 400 <= exc.code < 500:
+                raise web.HTTPError(
+                    403,
+                    f"The identity provider refused to give your user details (HTTP {exc.code})."
+                    " Please log in again.",
+                ) from exc
+            raise _unreachable("read your user details", exc) from exc
+        except OSError as exc:
             raise _unreachable("read your user details", exc) from exc
 
 

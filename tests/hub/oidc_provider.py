@@ -142,6 +142,8 @@ class LoopbackOIDCProvider:
         self.code_lifetime = 60.0
         self.users: dict[str, dict[str, Any]] = {}
         self.current_user: str | None = None
+        #: When set, ``/userinfo`` answers with this HTTP status (to test a misbehaving provider).
+        self.userinfo_status: int | None = None
         self.codes: dict[str, _Code] = {}
         self.tokens: dict[str, _Token] = {}
         self.key = RSAKey.generate_key(2048, parameters={"kid": "loopback-1", "use": "sig"})
@@ -327,6 +329,8 @@ class LoopbackOIDCProvider:
         @app.route("/userinfo", methods=["GET", "POST"])
         @require_oauth("openid")
         def userinfo() -> Any:
+            if provider.userinfo_status is not None:
+                return jsonify(error="unavailable"), provider.userinfo_status
             return jsonify(provider._claims(current_token.user, current_token.scope))
 
         return app

@@ -253,6 +253,26 @@ def test_provider_down_while_finishing_a_login_is_a_502(
     assert oidc_login(hub, provider, "dana")[1].status_code == 302
 
 
+@pytest.mark.parametrize(
+    ("status", "expected", "message"),
+    [
+        (401, 403, "The identity provider refused to give your user details (HTTP 401)"),
+        (503, 502, "The identity provider could not be reached to read your user details"),
+    ],
+)
+def test_userinfo_failures(
+    hub: AuthHub, provider: LoopbackOIDCProvider, status: int, expected: int, message: str
+) -> None:
+    provider.add_user("uma")
+    provider.userinfo_status = status
+    try:
+        _, response = oidc_login(hub, provider, "uma")
+    finally:
+        provider.userinfo_status = None
+    assert response.status_code == expected
+    assert message in error_message(response)
+
+
 def test_hub_keeps_serving(hub: AuthHub) -> None:
     assert httpx.get(f"{hub.url}/hub/health").status_code == 200
     assert hub.process.poll() is None
