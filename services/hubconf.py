@@ -29,5 +29,7 @@ def configure(c: Any, settings: Settings) -> None:
             "command": [sys.executable, "-m", "sciplat.services", "--settings", str(settings_file)],
             "display": False,
             "oauth_no_confirm": True,
+            # Importing every area takes > 30 s (JupyterHub's default) on a loaded 2-core host.
+            "timeout": 120,
         }
     )
