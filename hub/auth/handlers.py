@@ -128,8 +128,11 @@ class SignUpHandler(_Base, upstream.SignUpHandler):
             record = await auth.signup(
                 username,
                 password,
-                email=self.get_body_argument("email", "", strip=True),
-                has_2fa=bool(self.get_body_argument("2fa", "", strip=False)),
+                # Only what the form offers: no 2FA or e-mail smuggled in by hand.
+                email=self.get_body_argument("email", "", strip=True)
+                if auth.ask_email_on_signup
+                else "",
+                has_2fa=auth.allow_2fa and bool(self.get_body_argument("2fa", "", strip=False)),
             )
         except SignupError as exc:
             if exc.status_code == 404:

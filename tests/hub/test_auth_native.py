@@ -312,6 +312,15 @@ def test_uppercase_is_folded_to_a_valid_name(hub: AuthHub) -> None:
     assert response.json()["username"] == name
 
 
+def test_fields_the_form_does_not_offer_are_ignored(hub: AuthHub, admin: httpx.Client) -> None:
+    name = fresh_name("eve")
+    data = {"username": name, "signup_password": PASSWORD, "2fa": "on", "email": "not-an-email"}
+    assert post_form(hub.client(), "/hub/signup", data).status_code == 201
+    approve(admin, name)
+    # 2FA was not switched on behind the form's back: the password alone logs in.
+    assert login(hub.client(), name, PASSWORD).status_code == 302
+
+
 def test_duplicate_signup(hub: AuthHub) -> None:
     name = fresh_name("bob")
     first = signup(hub.client(), name, PASSWORD, headers=JSON)
