@@ -35,9 +35,14 @@ log = logging.getLogger("sciplat.services")
 
 #: The areas mounted in the API service, as "module:attribute" of a ServicePlugin.
 PLUGINS: list[str] = [
-    "sciplat.services.notebooks:plugin",
     "sciplat.services.tap:plugin",
+    "sciplat.services.notebooks:plugin",
     "sciplat.services.workspace:plugin",
+    "sciplat.services.images.sia:plugin",
+    "sciplat.services.images.datalink:plugin",
+    "sciplat.services.images.soda:plugin",
+    "sciplat.services.scs:plugin",
+    "sciplat.services.hips:plugin",
 ]
 
 

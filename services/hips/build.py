@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import math
 import shutil
+import warnings
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -178,14 +179,16 @@ def build_survey(
     tmp = output.parent / f".{output.name}.building"
     shutil.rmtree(tmp, ignore_errors=True)
     say(f"{title}: cutting HiPS tiles")
-    reproject_to_hips(
-        (mosaic, wcs_out),
-        coord_system_out="equatorial",
-        reproject_function=reproject_interp,
-        output_directory=str(tmp),
-        level=level,
-        tile_size=tile_size,
-    )
+    with warnings.catch_warnings():  # empty sub-tiles of lower orders average to NaN
+        warnings.simplefilter("ignore", RuntimeWarning)
+        reproject_to_hips(
+            (mosaic, wcs_out),
+            coord_system_out="equatorial",
+            reproject_function=reproject_interp,
+            output_directory=str(tmp),
+            level=level,
+            tile_size=tile_size,
+        )
     generated = read_properties(tmp)
     tiles = _png_tiles(tmp, cut, cmap)
     _allsky(tmp, tile_size, cut, cmap)

@@ -8,14 +8,27 @@ from pathlib import Path
 from fastapi import Request
 
 from sciplat.services.images.butler import ImageRepository
-from sciplat.services.images.cutout import CutoutLimits
 from sciplat.services.images.obscore import ObsCoreStore
 from sciplat.services.images.signing import UrlSigner
 from sciplat.services.plugin import AppContext
 
-__all__ = ["ImageBackend", "backend_dependency", "get_backend", "shutdown_backend"]
+__all__ = [
+    "CutoutLimits",
+    "ImageBackend",
+    "backend_dependency",
+    "get_backend",
+    "shutdown_backend",
+]
 
 _KEY = "images"
+
+
+@dataclass(frozen=True)
+class CutoutLimits:
+    """What one SODA request may ask for."""
+
+    max_cutouts: int = 50
+    max_pixels: int = 64 * 2**20  # summed over every cutout and plane
 
 
 @dataclass

@@ -19,6 +19,7 @@ import numpy as np
 from astropy.io import fits
 
 from sciplat.services.common.errors import UsageError
+from sciplat.services.images.backend import CutoutLimits
 from sciplat.services.images.butler import DatasetInfo
 from sciplat.services.images.fitsfiles import FileLayout, layout_of
 from sciplat.services.images.regions import SkyRegion
@@ -26,14 +27,6 @@ from sciplat.services.images.regions import SkyRegion
 __all__ = ["CutoutLimits", "CutoutRequest", "footprint_of", "make_cutouts", "pixel_box"]
 
 _DROP = ("CHECKSUM", "DATASUM", "EXTNAME", "EXTVER", "XTENSION", "PCOUNT", "GCOUNT")
-
-
-@dataclass(frozen=True)
-class CutoutLimits:
-    """What one request may ask for."""
-
-    max_cutouts: int = 50
-    max_pixels: int = 64 * 2**20  # summed over every cutout and plane
 
 
 @dataclass(frozen=True)
@@ -138,7 +131,7 @@ def make_cutouts(requests: list[CutoutRequest], limits: CutoutLimits) -> bytes:
                 data = data.astype(data.dtype.newbyteorder("="), copy=False)
                 header = _cutout_header(plane.header, x0, y0)
                 hdu = fits.ImageHDU(data=data, header=header, name=name, ver=number)
-                hdu.header["DATASET"] = (request.dataset.did[:68], "ID of the parent dataset")
+                hdu.header["DATASET"] = request.dataset.did
                 hdus.append(hdu)
     buffer = io.BytesIO()
     fits.HDUList(hdus).writeto(buffer, output_verify="silentfix")

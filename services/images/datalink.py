@@ -22,6 +22,7 @@ from starlette.concurrency import run_in_threadpool
 from sciplat.services.common.auth import AuthenticatedUser, require_scope
 from sciplat.services.common.errors import NotFoundError, UsageError
 from sciplat.services.common.params import DaliParams, dali_params
+from sciplat.services.images import fitsfiles
 from sciplat.services.images.backend import (
     ImageBackend,
     backend_dependency,
@@ -29,7 +30,6 @@ from sciplat.services.images.backend import (
     shutdown_backend,
 )
 from sciplat.services.images.butler import DatasetInfo, did_for
-from sciplat.services.images.fitsfiles import layout_of, stream_file, stream_plane
 from sciplat.services.images.sia import IMAGE_SCOPE, VOTABLE, datalink_url
 from sciplat.services.images.vosi import Capability, add_vosi_routes
 from sciplat.services.images.votable import Field, votable_document
@@ -86,7 +86,7 @@ def download_url(backend: ImageBackend, dataset: DatasetInfo, plane: str, user: 
 
 
 def _plane_size(dataset: DatasetInfo, plane: str) -> int | None:
-    layout = layout_of(dataset.path)
+    layout = fitsfiles.layout_of(dataset.path)
     part = layout.planes.get(plane.upper())
     if part is None:
         return None
@@ -111,7 +111,7 @@ def links_for(backend: ImageBackend, did: str, user: str) -> list[Link]:
         )
     ]
     try:
-        layout = layout_of(dataset.path)
+        layout = fitsfiles.layout_of(dataset.path)
     except (OSError, ValueError):
         layout = None
     if layout is not None:
@@ -294,14 +294,14 @@ def _router() -> APIRouter:
         dataset = await run_in_threadpool(backend.repo.resolve, did)
         name = f"{dataset.dataset_type}_{key}"
         if plane == "file":
-            body = stream_file(dataset.path)
+            body = fitsfiles.stream_file(dataset.path)
             length = dataset.size
         else:
-            layout = await run_in_threadpool(layout_of, dataset.path)
+            layout = await run_in_threadpool(fitsfiles.layout_of, dataset.path)
             part = layout.planes.get(plane.upper())
             if part is None:
                 raise NotFoundError(f"Dataset {did} has no {plane!r} plane")
-            body = stream_plane(dataset.path, part, cards={"DATASET": did})
+            body = fitsfiles.stream_plane(dataset.path, part, cards={"DATASET": did})
             length = (0 if part.index == 0 else 2880) + part.end - part.start
             name += f"_{plane}"
         headers = {

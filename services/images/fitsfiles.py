@@ -12,9 +12,10 @@ from collections import OrderedDict
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-from astropy.io import fits
-from astropy.wcs import WCS
+if TYPE_CHECKING:
+    from astropy.wcs import WCS
 
 __all__ = ["FileLayout", "Plane", "layout_of", "stream_file", "stream_plane"]
 
@@ -30,7 +31,7 @@ class Plane:
     index: int
     start: int
     end: int
-    header: fits.Header
+    header: Any  # astropy.io.fits.Header
 
 
 @dataclass(frozen=True)
@@ -53,6 +54,9 @@ _cache_lock = threading.Lock()
 
 def layout_of(path: Path) -> FileLayout:
     """The (cached) layout of *path*; a plain single-HDU image counts as plane IMAGE."""
+    from astropy.io import fits
+    from astropy.wcs import WCS
+
     stat = path.stat()
     key = (path, stat.st_mtime, stat.st_size)
     with _cache_lock:
@@ -118,6 +122,8 @@ def stream_plane(
 
     A plane stored in the primary HDU is streamed as is (it is a complete FITS file already).
     """
+    from astropy.io import fits
+
     if plane.index == 0:
         yield from _copy(path, plane.start, plane.end)
         return

@@ -189,10 +189,10 @@ def parse_polygon(text: str, *, param: str = "POLYGON") -> SkyRegion:
     plane = _gnomonic(vectors)
     if plane is None:
         raise UsageError(f"{param}: the polygon is larger than a hemisphere")
-    if abs(_signed_area(plane)) < 1e-14:
-        raise UsageError(f"{param}: the polygon has no area (its vertices are collinear)")
     if _self_intersects(plane):
         raise UsageError(f"{param}: the polygon's edges cross each other (self-intersecting)")
+    if abs(_signed_area(plane)) < 1e-14:
+        raise UsageError(f"{param}: the polygon has no area (its vertices are collinear)")
     if _is_convex(plane):
         region: sg.Region = sg.ConvexPolygon.convexHull(vectors)
     else:

@@ -23,7 +23,6 @@ from sciplat.services.images.backend import (
     get_backend,
     shutdown_backend,
 )
-from sciplat.services.images.cutout import CutoutRequest, make_cutouts
 from sciplat.services.images.intervals import parse_band, parse_pol, parse_time
 from sciplat.services.images.regions import (
     SkyRegion,
@@ -108,6 +107,8 @@ def _check_filters(backend: ImageBackend, did: str, request: SodaParameters) -> 
 
 def run_cutout(backend: ImageBackend, request: SodaParameters) -> bytes:
     """The FITS file for *request* (blocking: run it in a thread or a job)."""
+    from sciplat.services.images.cutout import CutoutRequest, make_cutouts
+
     cutouts = []
     for did in request.ids:
         dataset = backend.repo.resolve(did)

@@ -1,10 +1,11 @@
 """Storage: cone searches on the catalog's Object table (DuckDB, read-only).
 
-Pruning uses the table's HEALPix column when it has one (named ``hpx<order>`` or
-``healpix<order>``, NESTED numbering): the cone's pixels at that order (astropy-healpix) become
-an ``IN`` list of ranges; otherwise a declination band and an RA window, which prune DuckDB's
-row groups because the catalog is stored sorted by sky cell, as TAP's cone translation does.
-The exact test is the haversine distance in SQL.
+Pruning uses the table's HEALPix index column when it has one (HATS' ``_healpix_29``: the
+NESTED index at order 29, by which the data preview stores its rows sorted): the cone's pixels
+at a coarser order suited to its radius (astropy-healpix) become ``BETWEEN`` ranges of the
+order-29 index (pixel *p* at order *k* is ``p << 2(29-k)`` .. ``((p+1) << 2(29-k)) - 1``),
+which prune DuckDB's row groups. A declination band and an RA window are added in any case;
+the exact test is the haversine distance in SQL. Internal columns (``_...``) are not output.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from sciplat.services.images.votable import Field
 
 __all__ = ["ConeCatalog", "ConeColumn", "ConeResult"]
 
-_HEALPIX_NAME = re.compile(r"^(?:hpx|healpix)_?(\d{1,2})$", re.IGNORECASE)
+_HEALPIX_NAME = re.compile(r"^_?(?:hpx|healpix)_?(\d{1,2})$", re.IGNORECASE)
 _TYPES = {
     "DOUBLE": "double",
     "FLOAT": "float",
@@ -138,6 +139,8 @@ class ConeCatalog:
             match = _HEALPIX_NAME.match(name)
             if match and duck_type.upper() in ("BIGINT", "INTEGER", "UBIGINT"):
                 self.healpix = (name, int(match.group(1)))
+            if name.startswith("_"):
+                continue
             unit, ucd, description, principal = meta.get(name, (None, None, None, 0))
             special = {
                 self.id_column: "ID_MAIN",
@@ -167,12 +170,16 @@ class ConeCatalog:
         return list(self._columns)
 
     def _healpix_ranges(self, ra: float, dec: float, radius: float) -> list[tuple[int, int]]:
+        """Index ranges (inclusive) of the HEALPix column covering the cone."""
         from astropy import units as u
         from astropy.coordinates import Latitude, Longitude
-        from astropy_healpix import HEALPix
+        from astropy_healpix import HEALPix, nside_to_level, pixel_resolution_to_nside
 
         assert self.healpix is not None
-        order = self.healpix[1]
+        column_order = self.healpix[1]
+        # About a dozen pixels across the cone: few ranges, little excess.
+        nside = pixel_resolution_to_nside(max(radius / 4, 1e-5) * u.deg, round="down")
+        order = min(column_order, int(nside_to_level(max(nside, 1))))
         hp = HEALPix(nside=2**order, order="nested")
         pixels = np.sort(
             hp.cone_search_lonlat(
@@ -181,12 +188,13 @@ class ConeCatalog:
                 radius=(radius + hp.pixel_resolution.to_value(u.deg)) * u.deg,
             )
         )
+        shift = 2 * (column_order - order)
         ranges: list[tuple[int, int]] = []
         for pixel in pixels.tolist():
-            if ranges and pixel == ranges[-1][1] + 1:
-                ranges[-1] = (ranges[-1][0], pixel)
+            if ranges and pixel << shift == ranges[-1][1] + 1:
+                ranges[-1] = (ranges[-1][0], ((pixel + 1) << shift) - 1)
             else:
-                ranges.append((pixel, pixel))
+                ranges.append((pixel << shift, ((pixel + 1) << shift) - 1))
         return ranges
 
     def search(self, ra: float, dec: float, radius: float, verb: int, maxrec: int) -> ConeResult:

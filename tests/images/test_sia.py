@@ -1,0 +1,188 @@
+"""SIA 2.0 over the data preview's ObsCore table: filters, answers, errors, auth, clients."""
+
+from __future__ import annotations
+
+import math
+import subprocess
+from urllib.parse import parse_qs, urlparse
+
+import pytest
+import requests
+from astropy.io.votable import parse_single_table
+
+pytestmark = pytest.mark.integration
+
+SIA = "/services/api/sia/query"
+
+
+def _rows(response) -> list[dict]:
+    from io import BytesIO
+
+    assert response.status_code == 200, response.text
+    table = parse_single_table(BytesIO(response.content)).to_table()
+    return [dict(zip(table.colnames, row, strict=True)) for row in table]
+
+
+async def test_position_band_time_and_calib_filters(api, obscore_rows, visit_image):
+    ra, dec = visit_image["s_ra"], visit_image["s_dec"]
+    band = (visit_image["em_min"] + visit_image["em_max"]) / 2
+    found = _rows(await api.get(SIA, params={"POS": f"CIRCLE {ra} {dec} 0.001", "CALIB": "2"}))
+    dids = {r["obs_publisher_did"] for r in found}
+    assert visit_image["obs_publisher_did"] in dids
+    assert all(r["calib_level"] == 2 for r in found)
+
+    same_band = _rows(
+        await api.get(SIA, params={"POS": f"CIRCLE {ra} {dec} 0.001", "BAND": f"{band} {band}"})
+    )
+    expected = {
+        r["obs_publisher_did"]
+        for r in obscore_rows
+        if r["em_min"] is not None
+        and r["em_min"] <= band <= r["em_max"]
+        and r["obs_publisher_did"] in dids
+    }
+    assert {r["obs_publisher_did"] for r in same_band} >= expected - {None}
+    assert all(r["em_min"] <= band <= r["em_max"] for r in same_band)
+
+    t = visit_image["t_min"] + 1e-5
+    at_time = _rows(await api.get(SIA, params={"TIME": f"{t} {t}", "CALIB": "2"}))
+    assert visit_image["obs_publisher_did"] in {r["obs_publisher_did"] for r in at_time}
+    assert all(r["t_min"] <= t <= r["t_max"] for r in at_time)
+
+    far = _rows(await api.get(SIA, params={"POS": "CIRCLE 200 40 0.5"}))
+    assert far == []
+
+
+async def test_every_row_links_to_datalink(api, image_server, visit_image):
+    rows = _rows(await api.get(SIA, params={"ID": visit_image["obs_publisher_did"]}))
+    assert len(rows) == 1
+    url = rows[0]["access_url"]
+    assert url.startswith(f"{image_server.api}/datalink/links?ID=")
+    assert parse_qs(urlparse(url).query)["ID"] == [visit_image["obs_publisher_did"]]
+    assert rows[0]["access_format"] == "application/x-votable+xml;content=datalink"
+
+
+async def test_exact_and_range_parameters(api, obscore_rows, visit_image):
+    for param, column in [
+        ("COLLECTION", "obs_collection"),
+        ("INSTRUMENT", "instrument_name"),
+        ("FACILITY", "facility_name"),
+        ("DPTYPE", "dataproduct_type"),
+    ]:
+        value = visit_image[column]
+        rows = _rows(await api.get(SIA, params={param: value, "MAXREC": "10000"}))
+        assert len(rows) == sum(1 for r in obscore_rows if r[column] == value), param
+    exptime = visit_image["t_exptime"]
+    rows = _rows(await api.get(SIA, params={"EXPTIME": f"{exptime - 1} {exptime + 1}"}))
+    assert rows and all(abs(r["t_exptime"] - exptime) <= 1 for r in rows)
+    assert _rows(await api.get(SIA, params={"EXPTIME": "1000 +Inf"})) == []
+    fov = visit_image["s_fov"]
+    assert _rows(await api.get(SIA, params={"FOV": f"{fov * 2} +Inf"})) == []
+    res = visit_image["s_resolution"]
+    rows = _rows(await api.get(SIA, params={"SPATRES": f"0 {res}", "MAXREC": "10000"}))
+    assert len(rows) == sum(
+        1 for r in obscore_rows if r["s_resolution"] is not None and r["s_resolution"] <= res
+    )
+    # Unpolarised images have no polarisation states to match.
+    assert _rows(await api.get(SIA, params={"POL": "Q"})) == []
+
+
+async def test_maxrec_and_overflow(api, obscore_rows):
+    response = await api.get(SIA, params={"MAXREC": "3"})
+    assert len(_rows(response)) == 3
+    assert 'name="QUERY_STATUS" value="OVERFLOW"' in response.text
+    everything = await api.get(SIA, params={"MAXREC": str(len(obscore_rows))})
+    assert len(_rows(everything)) == len(obscore_rows)
+    assert "OVERFLOW" not in everything.text
+    metadata_only = await api.get(SIA, params={"MAXREC": "0"})
+    assert _rows(metadata_only) == []
+    assert "obs_publisher_did" in metadata_only.text
+
+
+@pytest.mark.parametrize(
+    ("params", "message"),
+    [
+        ({"POS": "CIRCLE 400 0 1"}, "outside [0, 360]"),
+        ({"POS": "POLYGON 10 10 11 11 11 10 10 11"}, "self-intersecting"),
+        ({"POS": "POLYGON 10 10 11 10"}, "at least 3 vertices"),
+        ({"BAND": "500 600"}, "metres"),
+        ({"TIME": "yesterday"}, "not a number"),
+        ({"CALIB": "9"}, "CALIB must be"),
+        ({"MAXREC": "x"}, "MAXREC must be an integer"),
+    ],
+)
+async def test_bad_input_is_a_dali_error(api, params, message):
+    response = await api.get(SIA, params=params)
+    assert response.status_code == 400
+    assert response.headers["content-type"].startswith("application/x-votable+xml")
+    assert 'name="QUERY_STATUS" value="ERROR"' in response.text
+    assert message in response.text
+
+
+async def test_auth(api, image_server, tokens):
+    anonymous = await api.get(SIA, headers={"Authorization": ""})
+    assert anonymous.status_code == 401
+    assert "Bearer" in anonymous.headers["www-authenticate"]
+    carol = await api.get(SIA, headers={"Authorization": f"Bearer {tokens['carol']}"})
+    assert carol.status_code == 403
+    assert "custom:image:read" in carol.text
+    narrow = await api.get(SIA, headers={"Authorization": f"Bearer {tokens['tap_only']}"})
+    assert narrow.status_code == 403
+    for path in ("capabilities", "availability"):
+        open_ = await api.get(f"/services/api/sia/{path}", headers={"Authorization": ""})
+        assert open_.status_code == 200, path
+    caps = (await api.get("/services/api/sia/capabilities")).text
+    assert 'standardID="ivo://ivoa.net/std/SIA#query-2.0"' in caps
+    assert f"{image_server.api}/sia/query" in caps
+
+
+def test_pyvo_sia2(image_server, tokens, visit_image):
+    from pyvo.dal import SIA2Service
+
+    session = requests.Session()
+    session.headers["Authorization"] = f"Bearer {tokens['alice']}"
+    service = SIA2Service(f"{image_server.api}/sia", session=session)
+    ra, dec = visit_image["s_ra"], visit_image["s_dec"]
+    results = service.search(pos=(ra, dec, 0.001), band=(4e-7, 1e-6), calib_level=2)
+    assert len(results) >= 1
+    record = next(r for r in results if r["obs_publisher_did"] == visit_image["obs_publisher_did"])
+    assert math.isclose(record.s_ra.to_value("deg"), ra)
+    assert record.access_url.startswith(f"{image_server.api}/datalink/links")
+
+
+def test_stilts_votlint_and_cone_sia2(image_server, tokens, visit_image, tmp_path):
+    token = tokens["alice"]
+    response = requests.get(
+        f"{image_server.api}/sia/query",
+        params={"POS": f"CIRCLE {visit_image['s_ra']} {visit_image['s_dec']} 0.05"},
+        headers={"Authorization": f"Bearer {token}"},
+        timeout=60,
+    )
+    path = tmp_path / "sia.xml"
+    path.write_bytes(response.content)
+    lint = subprocess.run(
+        ["stilts", "votlint", f"votable={path}"], capture_output=True, text=True, timeout=120
+    )
+    assert lint.returncode == 0, lint.stdout + lint.stderr
+    assert "ERROR" not in lint.stdout, lint.stdout
+
+    cone = subprocess.run(
+        [
+            "stilts",
+            "-Dstar.basicauth.user=token",
+            f"-Dstar.basicauth.password={token}",
+            "cone",
+            "servicetype=sia2",
+            f"serviceurl={image_server.api}/sia/query",
+            f"lon={visit_image['s_ra']}",
+            f"lat={visit_image['s_dec']}",
+            "radius=0.001",
+            f"out={tmp_path / 'out.csv'}",
+            "ofmt=csv",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert cone.returncode == 0, cone.stdout + cone.stderr
+    assert visit_image["obs_publisher_did"] in (tmp_path / "out.csv").read_text()
