@@ -29,7 +29,12 @@ from sciplat.services.tap.metadata import (
     tables_document,
 )
 from sciplat.services.tap.services import JOB_PARAMETERS, TapService, parse_request
-from sciplat.services.tap.upload import MAX_UPLOAD_BYTES, parse_upload_param
+from sciplat.services.tap.upload import (
+    MAX_UPLOAD_BYTES,
+    UploadSpec,
+    fetch_upload,
+    parse_upload_param,
+)
 
 __all__ = ["TAP_SCOPE", "TapState", "build_router"]
 
@@ -70,16 +75,27 @@ def _base_url(request: Request) -> str:
     return f"{request.app.state.context.public_url}/tap"
 
 
-async def _read_uploads(params: DaliParams, names: list[str]) -> dict[str, bytes]:
+async def _read_uploads(
+    request: Request, params: DaliParams, specs: list[UploadSpec], user: AuthenticatedUser
+) -> dict[str, bytes]:
+    """The content of each upload, keyed by lower-cased table name."""
+    context = request.app.state.context
     contents = {}
-    for name in names:
-        upload = params.files.get(name.lower())
-        if upload is None:
-            raise UsageError(f"UPLOAD names part {name!r}, but the request has no such part")
-        data = await upload.read(MAX_UPLOAD_BYTES + 1)
-        if len(data) > MAX_UPLOAD_BYTES:
-            raise UsageError(f"Upload {name!r} is larger than {MAX_UPLOAD_BYTES // 2**20} MiB")
-        contents[name.lower()] = data
+    for spec in specs:
+        if spec.url is not None:
+            data = await fetch_upload(spec, context.http, context.settings.public_url, user.token)
+        else:
+            upload = params.files.get((spec.part or "").lower())
+            if upload is None:
+                raise UsageError(
+                    f"UPLOAD names part {spec.part!r}, but the request has no such part"
+                )
+            data = await upload.read(MAX_UPLOAD_BYTES + 1)
+            if len(data) > MAX_UPLOAD_BYTES:
+                raise UsageError(
+                    f"Upload {spec.table!r} is larger than {MAX_UPLOAD_BYTES // 2**20} MiB"
+                )
+        contents[spec.table.lower()] = data
     return contents
 
 
@@ -89,7 +105,7 @@ def build_router() -> APIRouter:
     async def run_sync(request: Request, user: AuthenticatedUser, params: DaliParams) -> Response:
         service = _service(request)
         tap_request = parse_request(params, service.settings)
-        uploads = await _read_uploads(params, [u.part for u in tap_request.uploads])
+        uploads = await _read_uploads(request, params, tap_request.uploads, user)
         service.quota.acquire(user.name, user.groups)
         started = time.time()
         try:
@@ -167,11 +183,15 @@ def build_router() -> APIRouter:
         user: AuthenticatedUser = Depends(_read),
         params: DaliParams = Depends(dali_params),
     ) -> Response:
-        """VOSI tables; ``detail=min`` leaves out the columns."""
+        """VOSI tables, always with columns.
+
+        ``detail=min`` is accepted but answered in full: pyvo (1.9) fetches per-table details
+        without the session's credentials, so a minimal answer breaks authenticated clients.
+        """
         detail = (params.single("detail") or "max").lower()
         if detail not in ("min", "max"):
             raise UsageError(f"detail must be min or max, not {detail!r}")
-        return xml_response(tables_document(_service(request).schema, columns=detail == "max"))
+        return xml_response(tables_document(_service(request).schema))
 
     @router.get("/tables/{name}")
     async def table(
@@ -218,11 +238,11 @@ async def _job_parameters(
     """Keep the TAP parameters of a new job and save its inline uploads next to it."""
     kept = [(name, value) for name, value in params if name in JOB_PARAMETERS]
     _service(request).job_groups[job_id] = user.groups
-    upload_parts = [spec.part for spec in parse_upload_param(params.getlist("upload"))]
-    if upload_parts:
-        contents = await _read_uploads(params, upload_parts)
+    specs = parse_upload_param(params.getlist("upload"))
+    if specs:
+        contents = await _read_uploads(request, params, specs, user)
         directory = _jobs(request).job_dir(job_id)
         directory.mkdir(parents=True, exist_ok=True)
-        for part, data in contents.items():
-            (directory / f"upload-{part}").write_bytes(data)
+        for table, data in contents.items():
+            (directory / f"upload-{table}").write_bytes(data)
     return kept

@@ -41,15 +41,11 @@ _FEATURES = {
     "features-adql-common-table": ["WITH"],
     "features-adql-type": ["CAST"],
     "features-adql-offset": ["OFFSET"],
-    "features-adql-conditional": ["COALESCE"],
     "features-adql-bitwise": ["BIT_AND", "BIT_OR", "BIT_XOR", "BIT_NOT"],
 }
 _FORMAT_IDS = {
     "votable": f"{_TR}output-votable-binary2",
     "votable/td": f"{_TR}output-votable-td",
-    "csv": f"{_TR}output-csv",
-    "tsv": f"{_TR}output-tsv",
-    "fits": f"{_TR}output-fits",
 }
 
 
@@ -87,6 +83,7 @@ def capabilities_document(base_url: str, settings: Settings, retention: int) -> 
     tap_extra = (
         f"{_language()}{_output_formats()}"
         f'    <uploadMethod ivo-id="{_TR}upload-inline"/>\n'
+        f'    <uploadMethod ivo-id="{_TR}upload-http"/>\n'
         f"    <retentionPeriod><default>{retention}</default><hard>{retention}</hard>"
         "</retentionPeriod>\n"
         f"    <executionDuration><default>{config.query_timeout}</default>"
@@ -276,6 +273,6 @@ def examples_document(schema: TapSchema, base_url: str) -> str:
         '"http://www.w3.org/MarkUp/DTD/xhtml-rdfa-2.dtd">\n'
         '<html xmlns="http://www.w3.org/1999/xhtml" xml:lang="en">\n'
         "<head><title>TAP query examples</title></head>\n"
-        '<body vocab="ivo://ivoa.net/std/DALI-examples">\n'
+        '<body vocab="ivo://ivoa.net/std/DALI-examples#">\n'
         f"  <h1>Example queries for {escape(base_url)}</h1>\n{items}</body>\n</html>\n"
     )

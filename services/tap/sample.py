@@ -66,7 +66,7 @@ CREATE TABLE tap_schema.key_columns (key_id VARCHAR, from_column VARCHAR,
 
 
 def _tap_schema_rows(con: duckdb.DuckDBPyConnection) -> None:
-    from sciplat.services.tap.schema import TAP_SCHEMA_SELF
+    from sciplat.services.tap.schema import TAP_SCHEMA_KEYS, TAP_SCHEMA_SELF
 
     con.executemany(
         "INSERT INTO tap_schema.schemas VALUES (?, NULL, ?, ?)",
@@ -126,12 +126,12 @@ def _tap_schema_rows(con: duckdb.DuckDBPyConnection) -> None:
     con.executemany(
         "INSERT INTO tap_schema.columns VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows
     )
-    con.execute(
-        "INSERT INTO tap_schema.keys VALUES "
-        "('source_object', 'dp1.Source', 'dp1.Object', NULL, 'Source to its object')"
+    keys = [("source_object", "dp1.Source", "dp1.Object", "objectId", "objectId"), *TAP_SCHEMA_KEYS]
+    con.executemany(
+        "INSERT INTO tap_schema.keys VALUES (?, ?, ?, NULL, NULL)", [k[:3] for k in keys]
     )
-    con.execute(
-        "INSERT INTO tap_schema.key_columns VALUES ('source_object', 'objectId', 'objectId')"
+    con.executemany(
+        "INSERT INTO tap_schema.key_columns VALUES (?, ?, ?)", [(k[0], k[3], k[4]) for k in keys]
     )
 
 

@@ -35,6 +35,14 @@ class ColumnMeta:
     def renamed(self, name: str) -> ColumnMeta:
         return replace(self, name=name)
 
+    @property
+    def plain_name(self) -> str:
+        """The name without ADQL delimiters (TAP_SCHEMA lists reserved words as ``"size"``)."""
+        name = self.name
+        if len(name) > 1 and name.startswith('"') and name.endswith('"'):
+            return name[1:-1].replace('""', '"')
+        return name
+
 
 @dataclass(frozen=True)
 class ForeignKey:
@@ -67,7 +75,7 @@ class TableMeta:
     def column(self, name: str) -> ColumnMeta | None:
         lowered = name.lower()
         for column in self.columns:
-            if column.name.lower() == lowered:
+            if column.plain_name.lower() == lowered:
                 return column
         return None
 
@@ -227,7 +235,7 @@ TAP_SCHEMA_SELF: dict[str, list[ColumnMeta]] = {
         _c("datatype", "char", "*", "lists the ADQL datatype of columns in the tableset", 7),
         _c("arraysize", "char", "*", "lists the size of variable-length columns", 8),
         _c("xtype", "char", "*", "a DALI or custom extended type annotation", 9),
-        _c("size", "int", None, "deprecated: use arraysize", 10),
+        _c('"size"', "int", None, "deprecated: use arraysize", 10),
         _c("principal", "int", None, "a principal column; 1 means 1, 0 means 0", 11),
         _c("indexed", "int", None, "an indexed column; 1 means 1, 0 means 0", 12),
         _c("std", "int", None, "a standard column; 1 means 1, 0 means 0", 13),
@@ -246,3 +254,13 @@ TAP_SCHEMA_SELF: dict[str, list[ColumnMeta]] = {
         _c("target_column", "char", "*", "column in the target_table", 3),
     ],
 }
+
+
+#: TAP_SCHEMA's own foreign keys (TAP 1.1 §4): (key_id, from, target, from_column, target_column).
+TAP_SCHEMA_KEYS = [
+    ("tables_schema", "TAP_SCHEMA.tables", "TAP_SCHEMA.schemas", "schema_name", "schema_name"),
+    ("columns_table", "TAP_SCHEMA.columns", "TAP_SCHEMA.tables", "table_name", "table_name"),
+    ("keys_from", "TAP_SCHEMA.keys", "TAP_SCHEMA.tables", "from_table", "table_name"),
+    ("keys_target", "TAP_SCHEMA.keys", "TAP_SCHEMA.tables", "target_table", "table_name"),
+    ("key_columns_key", "TAP_SCHEMA.key_columns", "TAP_SCHEMA.keys", "key_id", "key_id"),
+]

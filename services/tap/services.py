@@ -113,11 +113,9 @@ class TapService:
         if request.uploads:
             metas = []
             for spec in request.uploads:
-                if spec.part.lower() not in uploads:
-                    raise UsageError(
-                        f"UPLOAD names part {spec.part!r}, but the request has no such part"
-                    )
-                meta, table = read_upload(spec.table, uploads[spec.part.lower()])
+                if spec.table.lower() not in uploads:
+                    raise UsageError(f"Upload table {spec.table!r} has no content")
+                meta, table = read_upload(spec.table, uploads[spec.table.lower()])
                 metas.append(meta)
                 name = f"tap_upload_{spec.table.lower()}"
                 tables[name] = table

@@ -1,8 +1,10 @@
 """TAP_UPLOAD (TAP 1.1 §2.5.7): user VOTables joinable as ``TAP_UPLOAD.<name>``.
 
-``UPLOAD=name,param:part`` names a multipart part of the same request (inline upload). Tables
-are parsed with astropy, checked (size, rows, names) and handed to the backend as Arrow tables.
-Remote URLs are refused: the service never fetches arbitrary URLs on a user's behalf.
+``UPLOAD=name,param:part`` names a multipart part of the same request (inline upload);
+``UPLOAD=name,https://...`` a table to fetch. A URL under the platform's own public URL (e.g.
+a file in the user's WebDAV workspace) is fetched with the user's token; any other URL only if
+its host is a public address (no loopback, private or link-local targets). Tables are parsed
+with astropy, checked (size, rows, names) and handed to the backend as Arrow tables.
 """
 
 from __future__ import annotations
@@ -19,7 +21,14 @@ from sciplat.services.common.errors import UsageError
 from sciplat.services.tap.schema import ColumnMeta, TableMeta
 from sciplat.services.tap.storage.base import UPLOAD_SCHEMA
 
-__all__ = ["MAX_UPLOAD_BYTES", "MAX_UPLOAD_ROWS", "UploadSpec", "parse_upload_param", "read_upload"]
+__all__ = [
+    "MAX_UPLOAD_BYTES",
+    "MAX_UPLOAD_ROWS",
+    "UploadSpec",
+    "fetch_upload",
+    "parse_upload_param",
+    "read_upload",
+]
 
 MAX_UPLOAD_BYTES = 32 * 2**20
 MAX_UPLOAD_ROWS = 1_000_000
@@ -29,7 +38,10 @@ _NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,63}$")
 @dataclass(frozen=True)
 class UploadSpec:
     table: str
-    part: str
+    #: The multipart part of an inline upload, or None.
+    part: str | None = None
+    #: The http(s) URL of a remote upload, or None.
+    url: str | None = None
 
 
 def parse_upload_param(values: list[str]) -> list[UploadSpec]:
@@ -43,14 +55,17 @@ def parse_upload_param(values: list[str]) -> list[UploadSpec]:
                 raise UsageError(f"UPLOAD must be 'table,param:part', not {item!r}")
             if not _NAME.match(name):
                 raise UsageError(f"Upload table name {name!r} is not a valid ADQL identifier")
-            if not source.startswith("param:"):
-                raise UsageError(
-                    f"Upload source {source!r} is not supported: send the table inline "
-                    "(multipart part named by 'param:<part>')"
-                )
             if any(s.table.lower() == name.lower() for s in specs):
                 raise UsageError(f"Upload table {name!r} given twice")
-            specs.append(UploadSpec(table=name, part=source[len("param:") :]))
+            if source.startswith("param:"):
+                specs.append(UploadSpec(table=name, part=source[len("param:") :]))
+            elif source.lower().startswith(("http://", "https://")):
+                specs.append(UploadSpec(table=name, url=source))
+            else:
+                raise UsageError(
+                    f"Upload source {source!r} is not supported: send the table inline "
+                    "('param:<part>') or give an http(s) URL"
+                )
     return specs
 
 
@@ -111,9 +126,56 @@ def read_upload(name: str, content: bytes) -> tuple[TableMeta, pa.Table]:
                 arraysize=arraysize,
                 unit=str(field.unit) if field.unit is not None else None,
                 ucd=field.ucd,
+                xtype=field.xtype,
                 column_index=index,
             )
         )
         arrays.append(array)
     meta = TableMeta(schema_name=UPLOAD_SCHEMA, name=name, columns=columns)
     return meta, pa.table(arrays, names=[c.name for c in columns])
+
+
+def _public_host(host: str) -> bool:
+    import ipaddress
+    import socket
+
+    try:
+        infos = socket.getaddrinfo(host, None)
+    except OSError:
+        return False
+    for info in infos:
+        address = ipaddress.ip_address(info[4][0])
+        if not address.is_global:
+            return False
+    return True
+
+
+async def fetch_upload(spec: UploadSpec, http, platform_url: str, token: str) -> bytes:
+    """Fetch a URL upload (size-limited; own-platform URLs with the user's token)."""
+    from urllib.parse import urlsplit
+
+    import httpx
+
+    url = spec.url or ""
+    own = url.startswith(platform_url.rstrip("/") + "/")
+    host = urlsplit(url).hostname or ""
+    if not own and not _public_host(host):
+        raise UsageError(
+            f"Upload URL {url!r} is not allowed: only public hosts or this platform's own files"
+        )
+    headers = {"Authorization": f"Bearer {token}"} if own else {}
+    try:
+        async with http.stream("GET", url, headers=headers, timeout=30.0) as response:
+            if response.status_code != 200:
+                raise UsageError(f"Upload URL {url!r} answered HTTP {response.status_code}")
+            chunks, size = [], 0
+            async for chunk in response.aiter_bytes():
+                size += len(chunk)
+                if size > MAX_UPLOAD_BYTES:
+                    raise UsageError(
+                        f"Upload {spec.table!r} is larger than {MAX_UPLOAD_BYTES // 2**20} MiB"
+                    )
+                chunks.append(chunk)
+    except httpx.HTTPError as exc:
+        raise UsageError(f"Upload URL {url!r} could not be read: {exc}") from exc
+    return b"".join(chunks)

@@ -146,6 +146,53 @@ _ALLOWED_FUNCTIONS: tuple[type[exp.Expr], ...] = (
     exp.Max,
 )
 
+_STATEMENTS = frozenset(
+    [
+        "ALTER",
+        "ANALYZE",
+        "ATTACH",
+        "BEGIN",
+        "CALL",
+        "CHECKPOINT",
+        "COMMENT",
+        "COMMIT",
+        "COPY",
+        "CREATE",
+        "DEALLOCATE",
+        "DELETE",
+        "DESCRIBE",
+        "DETACH",
+        "DO",
+        "DROP",
+        "EXECUTE",
+        "EXPLAIN",
+        "EXPORT",
+        "GRANT",
+        "IMPORT",
+        "INSERT",
+        "INSTALL",
+        "LISTEN",
+        "LOAD",
+        "LOCK",
+        "MERGE",
+        "NOTIFY",
+        "PRAGMA",
+        "PREPARE",
+        "REINDEX",
+        "RESET",
+        "REVOKE",
+        "ROLLBACK",
+        "SET",
+        "SHOW",
+        "SUMMARIZE",
+        "TRUNCATE",
+        "UPDATE",
+        "USE",
+        "VACUUM",
+        "VALUES",
+    ]
+)
+
 _CAST_TYPES = {
     exp.DType.SMALLINT: "short",
     exp.DType.INT: "int",
@@ -179,6 +226,8 @@ class Target:
     #: Physical (schema, table) of a published table.
     physical: Callable[[TableMeta], tuple[str | None, str]]
     geometry: GeometryStyle
+    #: Last rewrite of the tree for the backend's own function signatures, if any.
+    rewrite: Callable[[exp.Expr], exp.Expr] | None = None
 
 
 @dataclass(frozen=True)
@@ -204,6 +253,12 @@ def _parse(adql: str) -> exp.Expr:
         raise AdqlError("The query is empty")
     if len(adql) > MAX_QUERY_LENGTH:
         raise AdqlError(f"The query is longer than {MAX_QUERY_LENGTH} characters")
+    first = re.match(r"\s*([A-Za-z_]+)", adql)
+    if first and first[1].upper() not in ("SELECT", "WITH"):
+        word = first[1].upper()
+        if word in _STATEMENTS:
+            raise AdqlError(f"Only SELECT queries are allowed, not {word}", line=1, col=1)
+        raise AdqlError(f"Syntax error: expected SELECT or WITH, found {first[1]!r}", line=1, col=1)
     try:
         statements = [s for s in sqlglot.parse(adql, read=ADQL) if s is not None]
     except ParseError as exc:
@@ -299,7 +354,7 @@ def _mapping(tables: dict[tuple[str, str], TableMeta]) -> MappingSchema:
     nested: dict[str, dict[str, dict[str, str]]] = {}
     for (db, name), meta in tables.items():
         nested.setdefault(db, {})[name] = {
-            c.name.lower(): _SQL_TYPES.get(c.datatype, "VARCHAR") for c in meta.columns
+            c.plain_name.lower(): _SQL_TYPES.get(c.datatype, "VARCHAR") for c in meta.columns
         }
     return MappingSchema(nested, dialect=ADQL, normalize=False)
 
@@ -440,9 +495,9 @@ def translate(
     for projection, (user_name, written) in zip(outer.expressions, user_names, strict=True):
         body = projection.this if isinstance(projection, exp.Alias) else projection
         meta = _column_meta(outer_scope, body, tables)
-        if user_name is None and written and meta and meta.name.lower() != written.lower():
+        if user_name is None and written and meta and meta.plain_name.lower() != written.lower():
             user_name = written
-        name = user_name or (meta.name if meta else None)
+        name = user_name or (meta.plain_name if meta else None)
         if name is None:
             if isinstance(body, exp.Func):
                 name = (
@@ -479,6 +534,8 @@ def translate(
             table.set("db", exp.to_identifier(db) if db else None)
             table.set("this", exp.to_identifier(name))
     tree, limit = _apply_limit(tree, maxrec)
+    if target.rewrite is not None:
+        tree = target.rewrite(tree)
     try:
         sql = tree.sql(dialect=target.dialect, identify=True)
     except (SqlglotError, RecursionError, ValueError) as exc:

@@ -78,14 +78,7 @@ class _Chunks(io.RawIOBase):
 
 def write_parquet(stream: ResultStream) -> Iterator[bytes]:
     fields = [pa.field(f.name, f.arrow_type) for f in stream.fields]
-    votable = (votable_header(stream) + "    </TABLE>\n" + _trailer(stream)).encode()
-    schema = pa.schema(
-        fields,
-        metadata={
-            b"IVOA.VOTable-Parquet.version": b"1.0",
-            b"IVOA.VOTable-Parquet.content": votable,
-        },
-    )
+    schema = pa.schema(fields)
     sink = _Chunks()
     with pq.ParquetWriter(sink, schema, compression="snappy") as writer:
         for batch in stream.rows:
@@ -93,6 +86,11 @@ def write_parquet(stream: ResultStream) -> Iterator[bytes]:
             writer.write_batch(pa.record_batch(arrays, schema=schema))
             if chunk := sink.take():
                 yield chunk
+        # The footer is written last, so the VOTable header can say whether MAXREC overflowed.
+        votable = votable_header(stream) + "    </TABLE>\n" + _trailer(stream)
+        writer.add_key_value_metadata(
+            {"IVOA.VOTable-Parquet.version": "1.0", "IVOA.VOTable-Parquet.content": votable}
+        )
     yield sink.take()
 
 
