@@ -18,8 +18,20 @@ def platform_settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
 
 
 @pytest.fixture(scope="session")
+def catalog_dataset(platform_settings: Settings) -> Path:
+    """The catalog the API service's TAP reads (``dataset_dir/catalog/catalog.duckdb``): a
+    small synthetic one with TAP_SCHEMA unless a data set is already in place."""
+    path = platform_settings.dataset_dir / "catalog" / "catalog.duckdb"
+    if not path.exists():
+        from sciplat.services.tap.sample import build_sample_catalog
+
+        build_sample_catalog(platform_settings.dataset_dir, objects=5000)
+    return path
+
+
+@pytest.fixture(scope="session")
 def test_hub(
-    tmp_path_factory: pytest.TempPathFactory, platform_settings: Settings
+    tmp_path_factory: pytest.TempPathFactory, platform_settings: Settings, catalog_dataset: Path
 ) -> Iterator[TestHub]:
     """A real JupyterHub + proxy with the API service, users alice/bob (group users) and carol
     (no groups). ``test_hub.token_for("alice")`` mints tokens."""
