@@ -1,4 +1,5 @@
-"""SODA 1.0 cutouts: parameters and the ``/soda`` routes.
+"""SODA 1.0 cutouts: parameters and the ``/soda`` routes (``sync``, and ``async`` jobs on the
+shared UWS machinery, with results kept under the API service's state directory).
 
 ``ID`` (repeatable) names datasets by their publisher DID; ``CIRCLE``, ``POLYGON`` and ``POS``
 (repeatable) are the regions; every (ID, region) pair becomes one cutout in the output file.
@@ -8,15 +9,22 @@ filter either contains the dataset (no effect) or misses it (an error naming the
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
+from pathlib import Path
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
 from sciplat.services.common.auth import AuthenticatedUser, require_scope
 from sciplat.services.common.errors import UsageError
 from sciplat.services.common.params import DaliParams, dali_params
+from sciplat.services.common.uws.handlers import UWSRoutes, install_uws_routes
+from sciplat.services.common.uws.models import Job, JobResult
+from sciplat.services.common.uws.service import CancelToken, UWSService
+from sciplat.services.common.uws.store import JobStore
+from sciplat.services.common.votable import VOTABLE_MEDIA_TYPE, error_votable
 from sciplat.services.images.backend import (
     ImageBackend,
     backend_dependency,
@@ -34,10 +42,13 @@ from sciplat.services.images.sia import IMAGE_SCOPE
 from sciplat.services.images.vosi import Capability, add_vosi_routes
 from sciplat.services.plugin import AppContext, ServicePlugin
 
-__all__ = ["SodaParameters", "parse_soda", "plugin", "run_cutout"]
+__all__ = ["SodaJobs", "SodaParameters", "parse_soda", "plugin", "run_cutout"]
 
 FITS = "application/fits"
 MAX_IDS = 50
+#: The parameters a SODA job keeps (everything else is UWS control or ignored).
+SODA_PARAMS = ("ID", "CIRCLE", "POLYGON", "POS", "BAND", "TIME", "POL")
+JOB_RETENTION = 2 * 86400
 
 
 @dataclass(frozen=True)
@@ -49,15 +60,6 @@ class SodaParameters:
     band: list[tuple[float, float]]
     time: list[tuple[float, float]]
     pol: list[str]
-
-    def to_params(self) -> list[tuple[str, str]]:
-        """Back to (name, value) pairs, for storing as UWS job parameters."""
-        out = [("ID", i) for i in self.ids]
-        out += [(label.split(" ", 1)[0], label.split(" ", 1)[1]) for label, _ in self.regions]
-        out += [("BAND", f"{lo!r} {hi!r}") for lo, hi in self.band]
-        out += [("TIME", f"{lo!r} {hi!r}") for lo, hi in self.time]
-        out += [("POL", p) for p in self.pol]
-        return out
 
 
 def parse_soda(params: DaliParams) -> SodaParameters:
@@ -117,13 +119,81 @@ def run_cutout(backend: ImageBackend, request: SodaParameters) -> bytes:
     return make_cutouts(cutouts, backend.limits)
 
 
+def _check_values(params: DaliParams) -> list[tuple[str, str]]:
+    """Validate each SODA value of a job (completeness is checked when the job runs)."""
+    checks = {
+        "CIRCLE": parse_circle,
+        "POLYGON": parse_polygon,
+        "POS": parse_pos,
+        "BAND": parse_band,
+        "TIME": parse_time,
+        "POL": parse_pol,
+    }
+    kept = []
+    for name in SODA_PARAMS:
+        for value in params.getlist(name):
+            if name in checks:
+                checks[name](value)
+            kept.append((name, value))
+    return kept
+
+
+class SodaJobs:
+    """SODA async: a UWS service whose runner writes the cutout file as the job's result."""
+
+    def __init__(self, backend: ImageBackend, state_dir: Path) -> None:
+        self.backend = backend
+        self.store = JobStore(state_dir / "jobs.sqlite3", service="soda")
+        self.uws = UWSService(
+            self.store,
+            runner=self.run,
+            results_dir=state_dir / "results",
+            default_duration=600,
+            max_duration=3600,
+            retention=JOB_RETENTION,
+        )
+
+    async def run(self, job: Job, directory: Path, token: CancelToken) -> list[JobResult]:
+        request = parse_soda(DaliParams(job.parameters))
+        body = await asyncio.to_thread(run_cutout, self.backend, request)
+        (directory / "cutout").write_bytes(body)
+        href = f"{self.backend.url('soda', 'async')}/{job.id}/results/cutout"
+        return [JobResult(id="cutout", href=href, mime_type=FITS, size=len(body))]
+
+
+def _jobs(request: Request) -> UWSService:
+    return request.app.state.context.state["soda"].uws
+
+
+async def _job_parameters(
+    request: Request, params: DaliParams, job_id: str, user: AuthenticatedUser
+) -> list[tuple[str, str]]:
+    return _check_values(params)
+
+
 def _router() -> APIRouter:
     router = APIRouter()
     add_vosi_routes(
         router,
         "soda",
-        [Capability("ivo://ivoa.net/std/SODA#sync-1.0", "sync", version="1.0")],
+        [
+            Capability("ivo://ivoa.net/std/SODA#sync-1.0", "sync", version="1.0"),
+            Capability("ivo://ivoa.net/std/SODA#async-1.0", "async", version="1.0"),
+        ],
         lambda context: get_backend(context).available(),
+    )
+    install_uws_routes(
+        router,
+        "/async",
+        UWSRoutes(
+            service=_jobs,
+            user=require_scope(IMAGE_SCOPE),
+            job_parameters=_job_parameters,
+            error_document=lambda message: Response(
+                error_votable(message), media_type=VOTABLE_MEDIA_TYPE
+            ),
+            base_url=lambda request: get_backend(request.app.state.context).url("soda", "async"),
+        ),
     )
 
     @router.api_route("/sync", methods=["GET", "POST"])
@@ -145,9 +215,17 @@ def _router() -> APIRouter:
 
 
 async def _startup(context: AppContext) -> None:
-    get_backend(context)
+    jobs = SodaJobs(get_backend(context), context.settings.services_state_dir / "soda")
+    await jobs.uws.startup()
+    context.state["soda"] = jobs
 
 
-plugin = ServicePlugin(
-    name="soda", router_factory=_router, startup=_startup, shutdown=shutdown_backend
-)
+async def _shutdown(context: AppContext) -> None:
+    jobs: SodaJobs | None = context.state.pop("soda", None)
+    if jobs is not None:
+        await jobs.uws.shutdown()
+        jobs.store.close()
+    await shutdown_backend(context)
+
+
+plugin = ServicePlugin(name="soda", router_factory=_router, startup=_startup, shutdown=_shutdown)

@@ -87,6 +87,7 @@ def image_server(test_hub, image_dataset, tmp_path_factory) -> Iterator[ImageSer
 def tokens(test_hub) -> dict[str, str]:
     return {
         "alice": test_hub.token_for("alice"),
+        "bob": test_hub.token_for("bob"),
         "carol": test_hub.token_for("carol"),
         "tap_only": test_hub.token_for("alice", scopes=["custom:tap:read"]),
         "image_only": test_hub.token_for("alice", scopes=["custom:image:read"]),

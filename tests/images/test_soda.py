@@ -172,3 +172,46 @@ def test_pyvo_soda_round_trip(image_server, tokens, visit_image):
     with fits.open(io.BytesIO(query.execute_stream().read())) as cut:
         assert cut["IMAGE"].data.shape[0] > 50
         assert WCS(cut["IMAGE"].header).footprint_contains(SkyCoord(ra, dec, unit="deg"))
+
+
+async def test_async_jobs(api, image_server, tokens, visit_image):
+    did = visit_image["obs_publisher_did"]
+    ra, dec = _centre(visit_image)
+    created = await api.post(
+        "/services/api/soda/async",
+        data={"ID": did, "CIRCLE": f"{ra} {dec} 0.003", "PHASE": "RUN"},
+    )
+    assert created.status_code == 303
+    job_url = created.headers["location"]
+    assert job_url.startswith(f"{image_server.api}/soda/async/")
+    job = await api.get(job_url, params={"WAIT": "30"})
+    for _ in range(60):
+        phase = (await api.get(f"{job_url}/phase")).text
+        if phase not in ("QUEUED", "EXECUTING"):
+            break
+        job = await api.get(job_url, params={"WAIT": "5"})
+    assert phase == "COMPLETED", job.text
+    results = await api.get(f"{job_url}/results")
+    assert f"{job_url}/results/cutout" in results.text
+    cut = _fits(await api.get(f"{job_url}/results/cutout"))
+    assert cut[0].header["CUTID1"] == did
+    assert cut["IMAGE"].data.shape[0] > 50
+
+    # Someone else cannot see the job; bad values are refused when the job is created.
+    bob = {"Authorization": f"Bearer {tokens['bob']}"}
+    assert (await api.get(job_url, headers=bob)).status_code == 404
+    bad = await api.post("/services/api/soda/async", data={"ID": did, "CIRCLE": "400 0 1"})
+    assert bad.status_code == 400
+    assert "outside [0, 360]" in bad.text
+
+    # A job without a region fails with the reason in its error document.
+    incomplete = await api.post("/services/api/soda/async", data={"ID": did, "PHASE": "RUN"})
+    url = incomplete.headers["location"]
+    for _ in range(60):
+        phase = (await api.get(f"{url}/phase")).text
+        if phase == "ERROR":
+            break
+        await api.get(url, params={"WAIT": "5"})
+    assert phase == "ERROR"
+    assert "needs a region" in (await api.get(f"{url}/error")).text
+    assert (await api.delete(url)).status_code == 303
