@@ -1,0 +1,247 @@
+"""Portal logic between the HTTP handlers and the platform's services (TAP, SIA, SODA, WebDAV),
+which it calls over HTTP with the user's token, like any other client."""
+
+from __future__ import annotations
+
+import re
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import quote, urlparse
+
+import httpx
+
+from sciplat.services.common.auth import AuthenticatedUser
+from sciplat.services.common.errors import ServiceError, UsageError
+from sciplat.services.portal.images import ImageInfo, ImageStore
+from sciplat.services.portal.results import ResultCache, ResultInfo, to_parquet
+from sciplat.services.portal.tapclient import JobStatus, TapClient
+
+__all__ = ["PortalService"]
+
+MAX_FETCH_BYTES = 2 * 2**30
+_SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,120}$")
+
+
+@dataclass
+class PortalService:
+    """Everything the portal does for one process; methods take the calling user."""
+
+    api_url: str  # .../services/api (internal address)
+    public_api_url: str  # what notebooks and links use
+    hub_url: str  # public hub root, for lab links
+    results: ResultCache
+    images: ImageStore
+    http: httpx.AsyncClient
+    work_dir: Path
+
+    def tap(self, user: AuthenticatedUser) -> TapClient:
+        return TapClient(f"{self.api_url}/tap", user.token, self.http)
+
+    def _internal(self, url: str) -> str:
+        """Rewrite a public platform URL to the internal address (same paths)."""
+        if url.startswith(self.public_api_url):
+            return self.api_url + url[len(self.public_api_url) :]
+        return url
+
+    def _is_platform(self, url: str) -> bool:
+        return url.startswith(self.public_api_url) or url.startswith(self.api_url)
+
+    def _tmp(self, suffix: str = "") -> Path:
+        self.work_dir.mkdir(parents=True, exist_ok=True)
+        fd, name = tempfile.mkstemp(dir=self.work_dir, suffix=suffix)
+        import os
+
+        os.close(fd)
+        return Path(name)
+
+    # queries -----------------------------------------------------------------------------------
+    async def submit(self, user: AuthenticatedUser, query: str, maxrec: int | None) -> JobStatus:
+        if not query.strip():
+            raise UsageError("The query is empty")
+        return await self.tap(user).submit(query, maxrec=maxrec)
+
+    async def job_result(self, user: AuthenticatedUser, job_id: str) -> ResultInfo:
+        """The job's result in the cache (fetched from TAP once, as Parquet)."""
+        cached = self.results.find_job(user.name, job_id)
+        if cached is not None:
+            return cached
+        tap = self.tap(user)
+        status = await tap.status(job_id)
+        if status.phase == "ERROR":
+            raise UsageError(f"The query failed: {status.error}")
+        if status.phase == "ABORTED":
+            raise UsageError("The query was cancelled")
+        if status.phase != "COMPLETED" or not status.result_url:
+            raise UsageError(f"The query is not finished (phase {status.phase})")
+        path = self._tmp(".download")
+        try:
+            await tap.download(self._internal(status.result_url), path)
+            parquet = self._tmp(".parquet")
+            to_parquet(path, parquet)
+        finally:
+            path.unlink(missing_ok=True)
+        return self.results.add(
+            user.name,
+            parquet,
+            title=f"Job {job_id}",
+            source="tap",
+            job_id=job_id,
+            query=status.query,
+        )
+
+    # files from URLs and uploads -----------------------------------------------------------------
+    async def fetch(self, user: AuthenticatedUser, url: str, suffix: str = "") -> Path:
+        """Download *url* (the user's token goes only to this platform's services)."""
+        if urlparse(url).scheme not in ("http", "https"):
+            raise UsageError(f"Only http(s) URLs can be opened, not {url!r}")
+        headers = {"Authorization": f"Bearer {user.token}"} if self._is_platform(url) else {}
+        path = self._tmp(suffix)
+        size = 0
+        try:
+            async with self.http.stream(
+                "GET", self._internal(url), headers=headers, follow_redirects=True
+            ) as response:
+                if response.status_code != 200:
+                    raise UsageError(f"{url} answered HTTP {response.status_code}")
+                with open(path, "wb") as out:
+                    async for chunk in response.aiter_bytes(1 << 20):
+                        size += len(chunk)
+                        if size > MAX_FETCH_BYTES:
+                            raise UsageError(f"{url} is larger than 2 GiB")
+                        out.write(chunk)
+        except httpx.HTTPError as exc:
+            path.unlink(missing_ok=True)
+            raise UsageError(f"Could not fetch {url}: {exc}") from exc
+        except BaseException:
+            path.unlink(missing_ok=True)
+            raise
+        return path
+
+    def table_from_file(self, user: AuthenticatedUser, path: Path, title: str) -> ResultInfo:
+        parquet = self._tmp(".parquet")
+        try:
+            to_parquet(path, parquet)
+        finally:
+            path.unlink(missing_ok=True)
+        return self.results.add(user.name, parquet, title=title, source="upload")
+
+    def image_from_file(
+        self, user: AuthenticatedUser, path: Path, title: str, hdu: int | None = None
+    ) -> ImageInfo:
+        try:
+            return self.images.add(user.name, path, title, hdu)
+        finally:
+            path.unlink(missing_ok=True)
+
+    async def open_image_url(self, user: AuthenticatedUser, url: str, title: str) -> ImageInfo:
+        """An image from a URL; a DataLink document is followed to its ``#this`` link."""
+        path = await self.fetch(user, url, ".fits")
+        head = path.read_bytes()[:2048]
+        if b"<VOTABLE" in head or b"<?xml" in head:
+            link = _datalink_this(path)
+            path.unlink(missing_ok=True)
+            if link is None:
+                raise UsageError("The DataLink document has no #this link to an image")
+            path = await self.fetch(user, link, ".fits")
+        return self.image_from_file(user, path, title)
+
+    # images ----------------------------------------------------------------------------------
+    async def sia_search(
+        self,
+        user: AuthenticatedUser,
+        ra: float,
+        dec: float,
+        radius: float,
+        band: str | None,
+        time_range: tuple[float, float] | None,
+    ) -> ResultInfo:
+        params: list[tuple[str, str]] = [("POS", f"CIRCLE {ra} {dec} {radius}")]
+        if band:
+            params.append(("BAND", band))
+        if time_range:
+            params.append(("TIME", f"{time_range[0]} {time_range[1]}"))
+        response = await self.http.get(
+            f"{self.api_url}/sia/query",
+            params=params,
+            headers={"Authorization": f"Bearer {user.token}"},
+        )
+        if response.status_code != 200:
+            raise UsageError(f"The image search failed: {response.text[:300]}")
+        path = self._tmp(".xml")
+        path.write_bytes(response.content)
+        return self.table_from_file(user, path, f"Images at {ra:.4f} {dec:+.4f}")
+
+    async def cutout(
+        self, user: AuthenticatedUser, dataset_id: str, ra: float, dec: float, radius: float
+    ) -> ImageInfo:
+        if not 0 < radius <= 1:
+            raise UsageError("The cutout radius must be from 0 to 1 degree")
+        url = (
+            f"{self.public_api_url}/soda/sync?ID={quote(dataset_id, safe='')}"
+            f"&CIRCLE={ra}+{dec}+{radius}"
+        )
+        path = await self.fetch(user, url, ".fits")
+        return self.image_from_file(user, path, f"Cutout {ra:.4f} {dec:+.4f}")
+
+    # workspace and notebooks -----------------------------------------------------------------
+    async def _webdav_put(self, user: AuthenticatedUser, rel: str, data: bytes) -> str:
+        headers = {"Authorization": f"Bearer {user.token}"}
+        base = f"{self.api_url}/webdav/home/{quote(user.name)}"
+        folder = rel.rsplit("/", 1)[0] if "/" in rel else ""
+        if folder:
+            await self.http.request("MKCOL", f"{base}/{folder}/", headers=headers)
+        response = await self.http.put(f"{base}/{rel}", content=data, headers=headers)
+        if response.status_code not in (200, 201, 204):
+            raise ServiceError(
+                f"Could not write {rel} to your workspace (WebDAV answered "
+                f"{response.status_code}: {response.text[:200]})"
+            )
+        return f"{self.public_api_url}/webdav/home/{user.name}/{rel}"
+
+    async def save_to_workspace(
+        self, user: AuthenticatedUser, result_id: str, fmt: str, name: str
+    ) -> dict[str, str]:
+        if not _SAFE_NAME.match(name):
+            raise UsageError(f"Bad file name {name!r} (letters, digits, . _ -)")
+        path = self._tmp("." + fmt)
+        try:
+            self.results.export(user.name, result_id, fmt, path)
+            ext = {"votable": "xml", "csv": "csv", "parquet": "parquet"}[fmt]
+            rel = f"portal/{name}" if name.endswith("." + ext) else f"portal/{name}.{ext}"
+            url = await self._webdav_put(user, rel, path.read_bytes())
+        finally:
+            path.unlink(missing_ok=True)
+        return {"path": f"~/{rel}", "url": url}
+
+    async def open_in_notebook(self, user: AuthenticatedUser, job_id: str) -> dict[str, str]:
+        """Write ``~/portal/query-<job>.ipynb`` that fetches the job's result, via WebDAV."""
+        from sciplat.services.portal.notebook import query_notebook
+
+        status = await self.tap(user).status(job_id)
+        rel = f"portal/query-{job_id}.ipynb"
+        await self._webdav_put(user, rel, query_notebook(job_id, status.query).encode())
+        return {
+            "path": f"~/{rel}",
+            "lab_url": f"{self.hub_url}/user/{quote(user.name)}/lab/tree/{rel}",
+        }
+
+
+def _datalink_this(path: Path) -> str | None:
+    from astropy.io.votable import parse_single_table
+
+    try:
+        table = parse_single_table(str(path)).to_table()
+    except Exception:
+        return None
+    if "semantics" not in table.colnames or "access_url" not in table.colnames:
+        return None
+    for row in table:
+        if str(row["semantics"]) == "#this" and row["access_url"]:
+            return str(row["access_url"])
+    return None
+
+
+def now() -> float:
+    return time.time()

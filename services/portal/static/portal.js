@@ -1,0 +1,401 @@
+// sciplat portal: query, table, plots, images and the all-sky view. Talks to /api/... (JSON)
+// and listens on a Firefly channel for what notebooks push (show_table, show_fits_image, ...).
+"use strict";
+const P = window.PORTAL_PREFIX;
+const $ = (id) => document.getElementById(id);
+const S = { me: null, result: null, offset: 0, limit: 100, sort: null, desc: false,
+            filters: [], job: null, selRow: null, image: null, imageDataset: null,
+            plot: null, zoom: 1, panX: 0, panY: 0, overlay: [], aladin: null };
+
+function msg(text, err) { const m = $("msg"); m.textContent = text || ""; m.className = err ? "err" : ""; }
+
+async function api(path, body, method) {
+  const opts = { method: method || (body === undefined ? "GET" : "POST"),
+                 credentials: "same-origin", headers: {} };
+  if (body !== undefined) { opts.body = JSON.stringify(body); opts.headers["Content-Type"] = "application/json"; }
+  const r = await fetch(P + path, opts);
+  const data = await r.json().catch(() => ({ message: "HTTP " + r.status }));
+  if (!r.ok) { const e = new Error(data.message || ("HTTP " + r.status)); e.data = data; throw e; }
+  return data;
+}
+
+// ---- tabs -----------------------------------------------------------------------------------
+document.querySelectorAll(".tab").forEach((b) => b.onclick = () => showTab(b.dataset.tab));
+function showTab(name) {
+  document.querySelectorAll(".tab").forEach((b) => b.classList.toggle("active", b.dataset.tab === name));
+  document.querySelectorAll(".pane").forEach((p) => p.hidden = p.id !== "pane-" + name);
+  if (name === "sky") initSky();
+}
+
+// ---- query ----------------------------------------------------------------------------------
+function showAdqlError(message, position) {
+  const box = $("adql-error");
+  box.hidden = !message;
+  box.textContent = message ? (position ? `line ${position.line}, column ${position.column}: ` : "") + message : "";
+  if (position) {
+    const lines = $("adql").value.split("\n");
+    let start = 0;
+    for (let i = 0; i < position.line - 1 && i < lines.length; i++) start += lines[i].length + 1;
+    start += Math.max(0, position.column - 1);
+    $("adql").focus();
+    $("adql").setSelectionRange(start, start + 1);
+  }
+}
+
+async function runQuery() {
+  showAdqlError(null);
+  const t0 = performance.now();
+  $("run").disabled = true;
+  try {
+    const maxrec = $("maxrec").value === "" ? null : parseInt($("maxrec").value, 10);
+    let job = await api("/api/query", { query: $("adql").value, maxrec });
+    S.job = job.job_id; $("cancel").disabled = false;
+    while (["PENDING", "QUEUED", "EXECUTING"].includes(job.phase)) {
+      $("job-status").textContent = `job ${job.job_id}: ${job.phase} (${((performance.now() - t0) / 1000).toFixed(1)} s)`;
+      job = await api(`/api/jobs/${job.job_id}?wait=1`);
+    }
+    $("cancel").disabled = true;
+    if (job.phase === "ERROR") { $("job-status").textContent = `job ${job.job_id}: ERROR`; showAdqlError(job.error, job.position); return; }
+    if (job.phase === "ABORTED") { $("job-status").textContent = `job ${job.job_id}: cancelled`; return; }
+    $("job-status").textContent = `job ${job.job_id}: ${job.phase}, loading result...`;
+    const info = await api(`/api/jobs/${job.job_id}/load`, {});
+    await refreshResults(info.id);
+    $("job-status").textContent = `job ${job.job_id}: ${info.rows} rows, first rows shown after ${((performance.now() - t0) / 1000).toFixed(2)} s`;
+    loadHistory();
+  } catch (e) { showAdqlError(e.message, e.data && e.data.position); $("cancel").disabled = true; }
+  finally { $("run").disabled = false; }
+}
+$("run").onclick = runQuery;
+$("cancel").onclick = async () => { if (S.job) { const j = await api(`/api/jobs/${S.job}/abort`, {}); $("job-status").textContent = `job ${S.job}: ${j.phase}`; } };
+$("cone-go").onclick = () => {
+  const t = $("cone-table").value, ra = parseFloat($("cone-ra").value), dec = parseFloat($("cone-dec").value), r = parseFloat($("cone-r").value);
+  if ([ra, dec, r].some(isNaN)) return msg("Cone search needs numbers for RA, Dec and radius", true);
+  $("adql").value = `SELECT * FROM ${t}\nWHERE CONTAINS(POINT('ICRS', coord_ra, coord_dec), CIRCLE('ICRS', ${ra}, ${dec}, ${r})) = 1`;
+};
+$("obj-go").onclick = () => {
+  const id = parseInt($("obj-id").value, 10);
+  if (isNaN(id)) return msg("The object id is a number", true);
+  $("adql").value = `SELECT * FROM dp1.Object WHERE objectId = ${id}`;
+};
+
+async function loadSchema() {
+  try {
+    const schemas = await api("/api/schema");
+    const box = $("schema"); box.innerHTML = "";
+    for (const s of schemas) for (const t of s.tables) {
+      const d = document.createElement("details");
+      d.innerHTML = `<summary title="${esc(t.description || "")}">${esc(t.name)}</summary>`;
+      d.querySelector("summary").ondblclick = () => { $("adql").value = `SELECT TOP 1000 * FROM ${t.name}`; };
+      for (const c of t.columns) {
+        const e = document.createElement("div"); e.className = "col";
+        e.innerHTML = `${esc(c.name)} <span class="unit">${esc(c.datatype || "")} ${esc(c.unit || "")} ${esc(c.ucd || "")}</span>`;
+        e.title = c.description || ""; e.onclick = () => insertAtCursor(c.name);
+        d.appendChild(e);
+      }
+      box.appendChild(d);
+    }
+  } catch (e) { $("schema").textContent = e.message; }
+}
+function insertAtCursor(text) { const a = $("adql"); const p = a.selectionStart; a.value = a.value.slice(0, p) + text + a.value.slice(a.selectionEnd); }
+async function loadHistory() {
+  try {
+    const items = await api("/api/history"); const box = $("history"); box.innerHTML = "";
+    for (const h of items.slice(0, 30)) {
+      const e = document.createElement("div");
+      e.textContent = `${h.status} ${h.rows ?? ""} ${h.query.slice(0, 100)}`;
+      e.onclick = () => { $("adql").value = h.query; };
+      box.appendChild(e);
+    }
+  } catch (e) { $("history").textContent = e.message; }
+}
+function esc(s) { return String(s).replace(/[&<>"]/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;" }[c])); }
+
+// ---- results table --------------------------------------------------------------------------
+async function refreshResults(select) {
+  const list = await api("/api/results");
+  const sel = $("results"); sel.innerHTML = "";
+  for (const r of list) { const o = document.createElement("option"); o.value = r.id; o.textContent = `${r.title} (${r.rows} rows)`; sel.appendChild(o); }
+  if (select) sel.value = select;
+  if (sel.value) await openResult(sel.value);
+}
+$("results").onchange = () => openResult($("results").value);
+async function openResult(id) {
+  S.result = await api(`/api/results/${id}`); S.offset = 0; S.sort = null; S.filters = []; S.selRow = null;
+  $("result-meta").textContent = `${S.result.rows} rows` + (S.result.job_id ? `, job ${S.result.job_id}` : "");
+  $("notebook").disabled = !S.result.job_id;
+  const names = S.result.columns.map((c) => c.name);
+  const num = S.result.columns.filter((c) => /int|float|double/.test(c.type)).map((c) => c.name);
+  if (!names.includes($("plot-x").value)) $("plot-x").value = num[1] || num[0] || "";
+  if (!names.includes($("plot-y").value)) $("plot-y").value = num[2] || num[0] || "";
+  buildHeader(); await loadPage();
+}
+function buildHeader() {
+  const head = $("table").querySelector("thead"); head.innerHTML = "";
+  const tr1 = document.createElement("tr"), tr2 = document.createElement("tr");
+  for (const c of S.result.columns) {
+    const th = document.createElement("th");
+    th.textContent = c.name + (c.unit ? ` [${c.unit}]` : ""); th.title = (c.description || "") + " (click: sort; right-click: statistics)";
+    th.onclick = () => { S.desc = S.sort === c.name ? !S.desc : false; S.sort = c.name; S.offset = 0; loadPage(); };
+    th.oncontextmenu = (ev) => { ev.preventDefault(); showStats(c.name); };
+    tr1.appendChild(th);
+    const f = document.createElement("th"); const inp = document.createElement("input");
+    inp.placeholder = "filter"; inp.dataset.col = c.name;
+    inp.onchange = () => { S.filters = parseFilters(); S.offset = 0; loadPage(); if (S.plot) drawPlot(); };
+    f.appendChild(inp); tr2.appendChild(f);
+  }
+  head.appendChild(tr1); head.appendChild(tr2);
+}
+function parseFilters() {
+  const out = [];
+  document.querySelectorAll("#table thead input").forEach((inp) => {
+    const v = inp.value.trim(); if (!v) return;
+    let m;
+    if ((m = v.match(/^between\s+(\S+)\s+(\S+)$/i))) out.push({ column: inp.dataset.col, op: "between", value: [num(m[1]), num(m[2])] });
+    else if ((m = v.match(/^(<=|>=|!=|=|<|>)\s*(.+)$/))) out.push({ column: inp.dataset.col, op: m[1], value: num(m[2]) });
+    else if (/^is (not )?null$/i.test(v)) out.push({ column: inp.dataset.col, op: v.toLowerCase() });
+    else out.push({ column: inp.dataset.col, op: "like", value: v.includes("%") ? v : `%${v}%` });
+  });
+  return out.concat(S.boxFilters || []);
+}
+function num(s) { const n = Number(s); return isNaN(n) ? s : n; }
+async function loadPage() {
+  if (!S.result) return;
+  try {
+    const t0 = performance.now();
+    const page = await api(`/api/results/${S.result.id}/page`, { offset: S.offset, limit: S.limit, sort: S.sort, descending: S.desc, filters: S.filters });
+    S.page = page;
+    const body = $("table").querySelector("tbody"); body.innerHTML = "";
+    page.rows.forEach((row, i) => {
+      const tr = document.createElement("tr");
+      tr.innerHTML = row.map((v) => `<td>${v === null ? "" : esc(typeof v === "number" && !Number.isInteger(v) ? v.toPrecision(8) : v)}</td>`).join("");
+      tr.onclick = () => { body.querySelectorAll("tr").forEach((r) => r.classList.remove("sel")); tr.classList.add("sel"); selectRow(row); };
+      body.appendChild(tr);
+    });
+    $("pageinfo").textContent = ` rows ${page.total ? S.offset + 1 : 0}-${Math.min(S.offset + S.limit, page.total)} of ${page.total} (${(performance.now() - t0).toFixed(0)} ms) `;
+    msg("");
+  } catch (e) { msg(e.message, true); }
+}
+$("prev").onclick = () => { S.offset = Math.max(0, S.offset - S.limit); loadPage(); };
+$("next").onclick = () => { if (S.page && S.offset + S.limit < S.page.total) { S.offset += S.limit; loadPage(); } };
+async function showStats(col) {
+  try {
+    const s = await api(`/api/results/${S.result.id}/stats`, { column: col, filters: S.filters });
+    $("stats").textContent = Object.entries(s).map(([k, v]) => `${k}=${typeof v === "number" ? +v.toPrecision(6) : v}`).join("  ");
+  } catch (e) { msg(e.message, true); }
+}
+function rowObject(row) { const o = {}; S.result.columns.forEach((c, i) => o[c.name] = row[i]); return o; }
+function selectRow(row) {
+  S.selRow = rowObject(row);
+  $("cutout").disabled = !(S.imageDataset && skyOf(S.selRow));
+  if (S.plot) drawPlot(true);
+  if (S.selRow.access_url) { $("img-url").value = S.selRow.access_url; }
+}
+function skyOf(o) {
+  for (const [a, b] of [["coord_ra", "coord_dec"], ["ra", "dec"], ["s_ra", "s_dec"]]) if (o[a] != null && o[b] != null) return [o[a], o[b]];
+  return null;
+}
+for (const fmt of ["votable", "csv", "parquet"]) $("dl-" + fmt).onclick = () => { if (S.result) location.href = `${P}/api/results/${S.result.id}/download?format=${fmt}`; };
+$("save").onclick = async () => {
+  if (!S.result) return;
+  const name = prompt("File name in ~/portal/", `result-${S.result.id}`); if (!name) return;
+  try { const r = await api(`/api/results/${S.result.id}/save`, { format: "parquet", name }); msg(`saved to ${r.path}`); } catch (e) { msg(e.message, true); }
+};
+$("notebook").onclick = async () => {
+  if (!S.result || !S.result.job_id) return;
+  try { const r = await api("/api/notebook", { job_id: S.result.job_id }); msg(`notebook written to ${r.path}`); $("msg").innerHTML += ` <a id="nb-link" target="_blank" href="${r.lab_url}">open in the lab</a>`; } catch (e) { msg(e.message, true); }
+};
+
+// ---- plots ----------------------------------------------------------------------------------
+const M = { l: 60, r: 10, t: 10, b: 36 };
+$("plot-go").onclick = () => { S.boxFilters = []; S.filters = parseFilters(); drawPlot(); };
+async function drawPlot(keep) {
+  if (!S.result) return;
+  const type = $("plot-type").value, c = $("plot");
+  const W = c.width - M.l - M.r, H = c.height - M.t - M.b;
+  try {
+    if (!keep || !S.plot) {
+      S.plot = await api(`/api/results/${S.result.id}/plot`, { type, x: $("plot-x").value, y: $("plot-y").value, width: W, height: H, filters: S.filters });
+      S.plot.xexpr = $("plot-x").value; S.plot.yexpr = $("plot-y").value;
+      if (S.plot.type === "raster") { S.plot.img = new Image(); S.plot.img.src = "data:image/png;base64," + S.plot.png; await S.plot.img.decode(); }
+    }
+    renderPlot();
+  } catch (e) { msg(e.message, true); }
+}
+function renderPlot(box) {
+  const p = S.plot, c = $("plot"), g = c.getContext("2d");
+  const W = c.width - M.l - M.r, H = c.height - M.t - M.b;
+  g.clearRect(0, 0, c.width, c.height); g.fillStyle = "#fff"; g.fillRect(0, 0, c.width, c.height);
+  let xr, yr;
+  if (p.type === "histogram") { xr = [p.edges[0], p.edges[p.edges.length - 1]]; yr = [0, Math.max(...p.counts) * 1.05]; }
+  else { xr = p.x_range; yr = p.y_range; }
+  const X = (v) => M.l + (v - xr[0]) / (xr[1] - xr[0]) * W, Y = (v) => M.t + H - (v - yr[0]) / (yr[1] - yr[0]) * H;
+  p.X = X; p.Y = Y; p.xr = xr; p.yr = yr;
+  if (p.type === "raster") g.drawImage(p.img, M.l, M.t, W, H);
+  else if (p.type === "points") { g.fillStyle = "rgba(8,48,107,0.6)"; for (let i = 0; i < p.x.length; i++) g.fillRect(X(p.x[i]) - 1, Y(p.y[i]) - 1, 2.5, 2.5); }
+  else { g.fillStyle = "#4a8ac4"; p.counts.forEach((n, i) => { const x0 = X(p.edges[i]), x1 = X(p.edges[i + 1]); g.fillRect(x0, Y(n), Math.max(1, x1 - x0 - 1), Y(0) - Y(n)); }); }
+  g.strokeStyle = "#333"; g.strokeRect(M.l, M.t, W, H); g.fillStyle = "#222"; g.font = "11px sans-serif";
+  for (let i = 0; i <= 4; i++) {
+    const xv = xr[0] + (xr[1] - xr[0]) * i / 4, yv = yr[0] + (yr[1] - yr[0]) * i / 4;
+    g.fillText(+xv.toPrecision(4), X(xv) - 12, M.t + H + 14); g.fillText(+yv.toPrecision(4), 4, Y(yv) + 4);
+  }
+  g.fillText(p.type === "histogram" ? `${S.plot.xexpr} (N=${p.n})` : `${S.plot.xexpr}  vs  ${S.plot.yexpr}  (N=${p.type === "points" ? p.x.length : p.points}, ${p.type})`, M.l, c.height - 4);
+  if (S.selRow && p.type !== "histogram") {
+    const v = (e) => e.includes(" - ") ? S.selRow[e.split(" - ")[0].trim()] - S.selRow[e.split(" - ")[1].trim()] : S.selRow[e];
+    const sx = v(S.plot.xexpr), sy = v(S.plot.yexpr);
+    if (sx != null && sy != null) { g.strokeStyle = "#d00"; g.lineWidth = 2; g.beginPath(); g.arc(X(sx), Y(sy), 7, 0, 7); g.stroke(); g.lineWidth = 1; }
+  }
+  if (box) { g.strokeStyle = "#d60"; g.setLineDash([4, 3]); g.strokeRect(box[0], box[1], box[2] - box[0], box[3] - box[1]); g.setLineDash([]); }
+}
+(function plotSelection() {
+  const c = $("plot"); let start = null;
+  const pos = (e) => { const r = c.getBoundingClientRect(); return [e.clientX - r.left, e.clientY - r.top]; };
+  c.onmousedown = (e) => { if (S.plot) start = pos(e); };
+  c.onmousemove = (e) => { if (start) { const q = pos(e); renderPlot([start[0], start[1], q[0], q[1]]); } };
+  c.onmouseup = (e) => {
+    if (!start || !S.plot) return; const q = pos(e), p = S.plot; const s0 = start; start = null;
+    if (Math.abs(q[0] - s0[0]) < 4) return renderPlot();
+    const inv = (px, r, lo, span) => r[0] + (px - lo) / span * (r[1] - r[0]);
+    const W = c.width - M.l - M.r, H = c.height - M.t - M.b;
+    const xa = inv(Math.min(s0[0], q[0]), p.xr, M.l, W), xb = inv(Math.max(s0[0], q[0]), p.xr, M.l, W);
+    const ya = p.yr[0] + (M.t + H - Math.max(s0[1], q[1])) / H * (p.yr[1] - p.yr[0]), yb = p.yr[0] + (M.t + H - Math.min(s0[1], q[1])) / H * (p.yr[1] - p.yr[0]);
+    const bf = [];
+    if (!p.xexpr.includes(" - ")) bf.push({ column: p.xexpr, op: "between", value: [xa, xb] });
+    if (p.type !== "histogram" && !p.yexpr.includes(" - ")) bf.push({ column: p.yexpr, op: "between", value: [ya, yb] });
+    S.boxFilters = bf; S.filters = parseFilters(); S.offset = 0;
+    msg(`selection: ${bf.length} range filter(s) applied to the table`); loadPage(); drawPlot();
+  };
+})();
+$("lightcurve").onclick = async () => {
+  if (!S.selRow || S.selRow.objectId == null) return msg("Select a row with an objectId first", true);
+  $("adql").value = `SELECT band, midpointMjdTai, psfFlux FROM dp1.Source WHERE objectId = ${S.selRow.objectId} ORDER BY midpointMjdTai`;
+  $("plot-x").value = "midpointMjdTai"; $("plot-y").value = "psfFlux"; $("plot-type").value = "scatter";
+  await runQuery(); drawPlot();
+};
+
+// ---- images ---------------------------------------------------------------------------------
+$("sia-go").onclick = async () => {
+  try {
+    const body = { ra: parseFloat($("sia-ra").value), dec: parseFloat($("sia-dec").value), radius: parseFloat($("sia-r").value) };
+    if ($("sia-band").value) body.band = $("sia-band").value;
+    const info = await api("/api/sia", body); await refreshResults(info.id); msg(`${info.rows} images found; select a row, then Open`);
+  } catch (e) { msg(e.message, true); }
+};
+$("img-open").onclick = async () => {
+  try {
+    const info = await api("/api/images", { url: $("img-url").value });
+    S.imageDataset = S.selRow && S.selRow.obs_publisher_did || null;
+    await showImage(info);
+  } catch (e) { msg(e.message, true); }
+};
+$("cutout").onclick = async () => {
+  const sky = S.selRow && skyOf(S.selRow); if (!sky || !S.imageDataset) return;
+  try { await showImage(await api("/api/images/cutout", { dataset_id: S.imageDataset, ra: sky[0], dec: sky[1], radius: 0.01 })); } catch (e) { msg(e.message, true); }
+};
+async function showImage(info) {
+  S.image = info; S.zoom = Math.min(600 / info.width, 600 / info.height); S.panX = 0; S.panY = 0; S.overlay = [];
+  showTab("images"); await reloadImage();
+}
+async function reloadImage() {
+  if (!S.image) return;
+  const img = new Image(); img.src = `${P}/api/images/${S.image.id}/png?stretch=${$("stretch").value}&cmap=${$("cmap").value}`;
+  try { await img.decode(); } catch (e) { return msg("The image could not be rendered", true); }
+  S.imgEl = img; drawImage(); msg(`image ${S.image.title} (${S.image.width}x${S.image.height})`);
+}
+$("stretch").onchange = reloadImage; $("cmap").onchange = reloadImage;
+function drawImage() {
+  const c = $("img-canvas"), g = c.getContext("2d"); g.fillStyle = "#000"; g.fillRect(0, 0, c.width, c.height);
+  if (!S.imgEl) return;
+  g.save(); g.translate(S.panX, S.panY); g.scale(S.zoom, S.zoom);
+  g.imageSmoothingEnabled = false;
+  g.drawImage(S.imgEl, 0, 0, S.image.width, S.image.height);
+  g.strokeStyle = "#0f0"; g.lineWidth = 1.5 / S.zoom;
+  for (const [x, y] of S.overlay) { g.beginPath(); g.arc(x + 0.5, S.image.height - 0.5 - y, 6 / S.zoom, 0, 7); g.stroke(); }
+  g.restore();
+}
+(function imageMouse() {
+  const c = $("img-canvas"); let drag = null, last = 0;
+  c.onwheel = (e) => { e.preventDefault(); const f = e.deltaY < 0 ? 1.25 : 0.8; const r = c.getBoundingClientRect(); const mx = e.clientX - r.left, my = e.clientY - r.top;
+    S.panX = mx - (mx - S.panX) * f; S.panY = my - (my - S.panY) * f; S.zoom *= f; drawImage(); };
+  c.onmousedown = (e) => { drag = [e.clientX - S.panX, e.clientY - S.panY]; };
+  c.onmouseup = () => { drag = null; };
+  c.onmousemove = async (e) => {
+    if (drag) { S.panX = e.clientX - drag[0]; S.panY = e.clientY - drag[1]; drawImage(); return; }
+    if (!S.image || !S.image.has_wcs || Date.now() - last < 80) return; last = Date.now();
+    const r = c.getBoundingClientRect(); const px = (e.clientX - r.left - S.panX) / S.zoom - 0.5, py = S.image.height - (e.clientY - r.top - S.panY) / S.zoom - 0.5;
+    try { const w = await api(`/api/images/${S.image.id}/world?x=${px.toFixed(2)}&y=${py.toFixed(2)}`); $("img-readout").textContent = `x=${px.toFixed(1)} y=${py.toFixed(1)}  RA=${w.ra.toFixed(6)}  Dec=${w.dec.toFixed(6)}`; } catch (err) { $("img-readout").textContent = err.message; }
+  };
+})();
+$("overlay").onclick = async () => {
+  if (!S.image || !S.result) return msg("Open an image and a table first", true);
+  try { const o = await api(`/api/images/${S.image.id}/overlay`, { result: S.result.id, filters: S.filters }); S.overlay = o.points; drawImage(); msg(`${o.points.length} sources on the image (${o.outside} outside)`); } catch (e) { msg(e.message, true); }
+};
+
+// ---- all-sky view (Aladin Lite) -------------------------------------------------------------
+async function initSky() {
+  if (S.aladin || S.aladinFailed) return;
+  const surveys = (S.me && S.me.hips_surveys) || [];
+  const sel = $("hips-survey"); sel.innerHTML = surveys.map((s) => `<option>${esc(s)}</option>`).join("");
+  try {
+    const A = (await import(`${P}/aladin/aladin.js`)).default; await A.init;
+    const base = location.origin + P + "/hips/" + (surveys[0] || "");
+    S.aladin = A.aladin("#aladin", { fov: 60, projection: "AIT", showCooGrid: true, survey: base, cooFrame: "ICRS" });
+    if (surveys[0]) S.aladin.setImageSurvey(S.aladin.createImageSurvey(surveys[0], surveys[0], base, "equatorial", 8, { imgFormat: "png" }));
+    S.A = A; $("sky-msg").textContent = "";
+  } catch (e) { S.aladinFailed = true; $("sky-msg").textContent = "All-sky view unavailable: " + (e.message || e); }
+}
+$("hips-survey").onchange = () => { if (S.aladin) { const s = $("hips-survey").value; S.aladin.setImageSurvey(S.aladin.createImageSurvey(s, s, location.origin + P + "/hips/" + s, "equatorial", 8, { imgFormat: "png" })); } };
+$("sky-overlay").onclick = async () => {
+  if (!S.aladin || !S.result) return;
+  try {
+    const o = await api(`/api/results/${S.result.id}/sky`, { filters: S.filters });
+    const cat = S.A.catalog({ name: S.result.title, sourceSize: 8, color: "#00ff66" }); S.aladin.addCatalog(cat);
+    cat.addSources(o.points.map(([ra, dec]) => S.A.source(ra, dec)));
+    if (o.points.length) S.aladin.gotoRaDec(o.points[0][0], o.points[0][1]);
+    $("sky-msg").textContent = `${o.points.length} sources overlaid`;
+  } catch (e) { $("sky-msg").textContent = e.message; }
+};
+$("sky-query").onclick = () => {
+  if (!S.aladin) return;
+  const [ra, dec] = S.aladin.getRaDec(); const fov = S.aladin.getFov()[0];
+  $("cone-ra").value = ra.toFixed(5); $("cone-dec").value = dec.toFixed(5); $("cone-r").value = Math.min(fov / 2, 10).toFixed(4);
+  $("cone-go").onclick(); showTab("query");
+};
+
+// ---- Firefly channel: what notebooks push ---------------------------------------------------
+function connectChannel(channel) {
+  const proto = location.protocol === "https:" ? "wss" : "ws";
+  const ws = new WebSocket(`${proto}://${location.host}${P}/sticky/firefly/events?channelID=${encodeURIComponent(channel)}&viewer=1`);
+  ws.onmessage = async (ev) => {
+    const m = JSON.parse(ev.data);
+    if (m.name === "EVT_CONN_EST") { window.portalConnected = true; return; }
+    try {
+      if (m.kind === "table") { await refreshResults(m.result.id); showTab("query"); msg(`table ${m.result.title} from a notebook`); }
+      else if (m.kind === "image") { await showImage(m.image); }
+      else if (m.kind === "plot") { await applyPushedPlot(m.plot); }
+      else if (m.kind === "hips") { showTab("sky"); }
+      ws.send(JSON.stringify({ name: "PORTAL_SHOWN", data: { kind: m.kind } }));
+    } catch (e) { msg(e.message, true); }
+  };
+  ws.onclose = () => setTimeout(() => connectChannel(channel), 3000);
+  S.ws = ws;
+}
+async function applyPushedPlot(p) {
+  if (p.type === "inline") {
+    const xs = p.x, ys = p.y;
+    S.plot = { type: "points", x: xs, y: ys, x_range: [Math.min(...xs), Math.max(...xs)], y_range: [Math.min(...ys), Math.max(...ys)], xexpr: "x", yexpr: "y" };
+    return renderPlot();
+  }
+  await refreshResults(p.result);
+  $("plot-type").value = p.type; $("plot-x").value = p.x || ""; $("plot-y").value = p.y || "";
+  await drawPlot();
+}
+
+(async function init() {
+  try {
+    S.me = await api("/api/me");
+    $("who").textContent = S.me.user;
+    const channel = new URLSearchParams(location.search).get("__wsch") || S.me.channel;
+    connectChannel(channel);
+    await Promise.all([loadSchema(), loadHistory(), refreshResults()]);
+  } catch (e) { msg(e.message, true); }
+})();

@@ -1,0 +1,50 @@
+"""Fixtures of the portal tests: a real hub (with the API service and the portal registered by
+its hub extension) over a data directory holding the TAP sample catalog."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from sciplat.config import Settings
+from support.hub import TestHub, start_test_hub
+from support.net import free_port, wait_for_http
+
+EXTENSION = "sciplat.services.portal.hubconf:configure"
+
+
+@pytest.fixture(scope="session")
+def portal_hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestHub]:
+    from sciplat.services.tap.sample import build_sample_catalog
+
+    data = tmp_path_factory.mktemp("portal-data")
+    build_sample_catalog(data / "dataset", objects=3000)
+    settings = Settings(data_dir=data)
+    settings = settings.model_copy(
+        update={"ports": settings.ports.model_copy(update={"portal": free_port()})}
+    )
+    hub = start_test_hub(
+        Path(tmp_path_factory.mktemp("portal-hub")), settings, extensions=[EXTENSION]
+    )
+    try:
+        wait_for_http(f"{hub.url}/services/portal/health", timeout=120)
+        yield hub
+    finally:
+        hub.stop()
+
+
+@pytest.fixture(scope="session")
+def portal_url(portal_hub: TestHub) -> str:
+    return f"{portal_hub.url}/services/portal"
+
+
+@pytest.fixture
+def alice(portal_hub: TestHub, portal_url: str) -> Iterator[httpx.Client]:
+    token = portal_hub.token_for("alice")
+    with httpx.Client(
+        base_url=portal_url, headers={"Authorization": f"Bearer {token}"}, timeout=120
+    ) as client:
+        yield client
