@@ -158,7 +158,10 @@ def arrow_table(spec: TableSpec, columns: dict[str, np.ndarray]) -> pa.Table:
         if isinstance(values, list):
             arrays.append(pa.array(values, type=f.type))
         elif pa.types.is_string(f.type):
-            arrays.append(pa.array(np.asarray(values, dtype=object).astype(str), type=f.type))
+            values = np.asarray(values)
+            if values.dtype.kind != "U":
+                values = values.astype(object).astype(str)
+            arrays.append(pa.array(values, type=f.type))
         elif pa.types.is_timestamp(f.type):
             arrays.append(pa.array(np.asarray(values, dtype="datetime64[us]"), type=f.type))
         else:
@@ -206,11 +209,10 @@ def write_hats(spec: TableSpec, out_dir: Path, sources: Sequence[Path] | pa.Tabl
         con.register("src_arrow", sources)
         con.execute(f"CREATE TEMP VIEW src AS SELECT * FROM src_arrow ORDER BY {_order_by(spec)}")
     else:
+        # Not materialised: each partition below reads only its rows (the chunk files are
+        # sorted by _healpix_29, so row-group statistics prune the rest).
         files = ", ".join(f"'{p}'" for p in sources)
-        con.execute(
-            f"CREATE TEMP TABLE src AS SELECT * FROM read_parquet([{files}]) "
-            f"ORDER BY {_order_by(spec)}"
-        )
+        con.execute(f"CREATE TEMP VIEW src AS SELECT * FROM read_parquet([{files}])")
     total = con.execute("SELECT count(*) FROM src").fetchone()[0]
     order = _choose_order(con, "src")
     shift = 2 * (29 - order)
@@ -292,11 +294,21 @@ def _replace_dir(tmp: Path, final: Path) -> None:
     os.replace(tmp, final)
 
 
-def parquet_glob(spec: TableSpec, parquet_root: Path) -> str:
+def parquet_files(spec: TableSpec, parquet_root: Path) -> list[Path]:
+    """The table's Parquet files in HEALPix order (so reading them in order is sorted)."""
     base = parquet_root / spec.schema / spec.name
-    if spec.spatial:
-        return str(base / "dataset" / "Norder=*" / "Dir=*" / "Npix=*.parquet")
-    return str(base / f"{spec.name}.parquet")
+    if not spec.spatial:
+        return [base / f"{spec.name}.parquet"]
+    parts = []
+    for line in (base / "partition_info.csv").read_text().splitlines()[1:]:
+        order, pixel = map(int, line.split(","))
+        parts.append((pixel << 2 * (29 - order), order, pixel))
+    if not parts:  # an empty table: its schema
+        return [base / "dataset" / "_common_metadata"]
+    return [
+        base / "dataset" / f"Norder={o}" / f"Dir={(p // 10_000) * 10_000}" / f"Npix={p}.parquet"
+        for _, o, p in sorted(parts)
+    ]
 
 
 def build_database(db_path: Path, parquet_root: Path, tables: Iterable[TableSpec]) -> None:
@@ -307,11 +319,14 @@ def build_database(db_path: Path, parquet_root: Path, tables: Iterable[TableSpec
     tables = list(tables)
     for schema in sorted({t.schema for t in tables}):
         con.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
+    con.execute("SET preserve_insertion_order = true")
     for spec in tables:
+        # Partition files are sorted and listed in HEALPix order: the table comes out sorted
+        # without a (memory-hungry) ORDER BY over tens of millions of wide rows.
+        files = ", ".join(f"'{p}'" for p in parquet_files(spec, parquet_root))
         con.execute(
             f'CREATE TABLE "{spec.schema}"."{spec.name}" AS SELECT * FROM read_parquet('
-            f"'{parquet_glob(spec, parquet_root)}', hive_partitioning = false) "
-            f"ORDER BY {_order_by(spec)}"
+            f"[{files}], hive_partitioning = false)"
         )
     _load_tap_schema(con, tables)
     con.execute("CHECKPOINT")

@@ -353,26 +353,27 @@ def _images(root: Path, survey: Any, progress: bool) -> list:
 def _run_parallel(survey: Any, todo: list, progress: bool) -> None:
     workers = max(1, min(2, os.cpu_count() or 1, len(todo)))
     bar = tqdm(total=len(todo), desc="render", unit="ccd", disable=not progress)
-    with ProcessPoolExecutor(
+    pool = ProcessPoolExecutor(
         max_workers=workers,
         mp_context=multiprocessing.get_context("spawn"),  # the parent has threads: no fork
         initializer=_worker_init,
         initargs=(survey.size.name, survey.seed),
-    ) as pool:
-        futures = [pool.submit(_render_task, *task) for task in todo]
-        try:
-            pending = set(futures)
-            while pending:
-                done, pending = wait(pending, timeout=1.0, return_when=FIRST_EXCEPTION)
-                for fut in done:
-                    fut.result()
-                    bar.update(1)
-        except BaseException:
-            for fut in futures:
-                fut.cancel()
-            raise
-        finally:
-            bar.close()
+    )
+    try:
+        pending = {pool.submit(_render_task, *task) for task in todo}
+        while pending:
+            done, pending = wait(pending, timeout=1.0, return_when=FIRST_EXCEPTION)
+            for fut in done:
+                fut.result()
+                bar.update(1)
+    except BaseException:
+        # Interrupted or failed: drop queued work; renders in flight write atomically.
+        pool.shutdown(wait=False, cancel_futures=True)
+        raise
+    else:
+        pool.shutdown(wait=True)
+    finally:
+        bar.close()
 
 
 def _certify(butler: Any, refs: list) -> None:
@@ -505,10 +506,12 @@ def _large_objects(root: Path, survey: Any, progress: bool, counts: dict) -> dic
         if not of.exists():
             import pyarrow.parquet as pq
 
-            pq.write_table(db.arrow_table(truth_spec, truth), str(tf) + ".tmp")
-            os.replace(str(tf) + ".tmp", tf)
-            pq.write_table(db.arrow_table(obj_spec, obj), str(of) + ".tmp")
-            os.replace(str(of) + ".tmp", of)
+            for spec, columns, path in ((truth_spec, truth, tf), (obj_spec, obj, of)):
+                table = db.arrow_table(spec, columns).sort_by(
+                    [(db.HEALPIX_COLUMN, "ascending"), (spec.sort[0], "ascending")]
+                )
+                pq.write_table(table, str(path) + ".tmp", row_group_size=50_000)
+                os.replace(str(path) + ".tmp", path)
         obj_files.append(of)
         truth_files.append(tf)
         bar.update(len(obj["objectId"]))
