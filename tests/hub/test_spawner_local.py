@@ -6,6 +6,8 @@ import json
 import os
 import pwd
 import re
+import threading
+import time
 from pathlib import Path
 
 import httpx
@@ -168,13 +170,24 @@ def test_broken_image_fails_with_its_real_error_and_the_hub_stays_healthy(hub: H
 
 
 def test_progress_events_describe_the_spawn(hub: Harness, running):
-    r = hub.spawn("alice", {"size": "tiny"})
+    spawn = threading.Thread(target=hub.spawn, args=("alice", {"size": "tiny"}))
+    spawn.start()
     running.append(("alice", ""))
-    assert r.status_code in (201, 202)
-    hub.wait_ready("alice")
-    with hub.api() as api:
-        text = api.get("/users/alice/server/progress").text
-    assert "ready" in text  # a finished spawn reports its ready event
+    events: list[dict] = []
+    deadline = time.monotonic() + 60
+    while not events and time.monotonic() < deadline:
+        model = hub.server_model("alice")
+        if model and model.get("pending") == "spawn":
+            events = hub.progress_events("alice")  # streams until the spawn is done
+        else:
+            time.sleep(0.05)
+    spawn.join()
+    messages = [event.get("message", "") for event in events]
+    assert any("Preparing your account" in m for m in messages), messages
+    assert any("Starting JupyterLab from image 'recommended'" in m for m in messages), messages
+    assert events[-1].get("ready"), events[-1]
+    progress = [event["progress"] for event in events if "progress" in event]
+    assert progress == sorted(progress)
 
 
 def test_reset_user_environment_moves_dot_directories_aside(hub: Harness, running):
