@@ -22,14 +22,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import nbformat
 import yaml
 
 from sciplat.services.notebooks.params import check_parameter_schema
 
-__all__ = ["Template", "TemplateCatalog", "default_template_dirs"]
+__all__ = ["Template", "TemplateCatalog", "default_template_dirs", "read_notebook"]
 
 _SIDECAR_KEYS = {"title", "description", "parameters", "timeout", "tags", "authors"}
+
+
+def read_notebook(text: str) -> dict[str, Any]:
+    """Parse notebook JSON into nbformat 4 with each source one string (files often store
+    sources as lists of lines); raises for text that is not a notebook."""
+    import nbformat  # lazily: it imports jsonschema, which is slow to import
+
+    return json.loads(json.dumps(nbformat.reads(text, as_version=4)))
 
 
 def default_template_dirs() -> list[Path]:
@@ -65,7 +72,8 @@ class Template:
         return self.error is None
 
     def notebook(self) -> dict[str, Any]:
-        return json.loads(self.notebook_path.read_text())
+        """The notebook as a plain dict, sources joined into strings."""
+        return read_notebook(self.notebook_path.read_text())
 
     def summary(self) -> dict[str, Any]:
         """The JSON form the API lists."""
@@ -121,6 +129,8 @@ def _load(collection: str, stem: str, notebook: Path, sidecar: Path) -> Template
         problems.append("'timeout' must be a positive number of seconds")
     tags = meta.get("tags") or []
     raw = notebook.read_bytes()
+    import nbformat  # lazily: it imports jsonschema, which is slow to import
+
     try:
         nb = nbformat.reads(raw.decode(), as_version=4)
         nbformat.validate(nb)

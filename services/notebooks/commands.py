@@ -114,7 +114,9 @@ def register(cli: click.Group) -> None:
                     "execution_seconds": round(sum(c["seconds"] or 0 for c in report.cells), 3),
                 })  # fmt: skip
                 click.echo(f"cold {report.notebook}: {report.seconds:.2f} s", err=True)
-            job = lead.submit(paths[0], root, fresh=False)
+            job = lead.wait(lead.submit(paths[0], root, fresh=False), 600)
+            if job["status"] != "succeeded":
+                raise click.ClickException(f"{names[0]} did not succeed: {job['error']}")
             html_times, post_times = [], []
             for _ in range(renders):
                 t0 = time.perf_counter()

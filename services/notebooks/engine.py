@@ -5,6 +5,9 @@ When the service runs as root (and ``notebooks.run_as_user`` is on) the child ru
 user's Unix account (``sciplat.hub.accounts``), so files, data rights and resource use are the
 user's; otherwise every run uses the service's uid (single-uid development mode). The child has
 its own session, so a timeout or cancel kills it and its kernel together.
+
+Resource limits (cgroups) of labs are not applied to runs yet; runs are bounded by their
+timeout and by the host-wide and per-user concurrency limits.
 """
 
 from __future__ import annotations
@@ -141,11 +144,14 @@ class Executor:
             "cell_timeout": int(timeout) + 5,
             "discovery": discovery,
         }
-        creds: dict[str, Any] = {}
+        command = [str(python), "-m", "sciplat.services.notebooks.runner"]
         if run_as.uid is not None:
-            creds = {"user": run_as.uid, "group": run_as.gid, "extra_groups": []}
+            # setpriv rather than Popen(user=...): uvloop (the API service's loop) does not take
+            # user/group arguments. --init-groups gives the user's groups, as labs get.
+            command = ["setpriv", f"--reuid={run_as.uid}", f"--regid={run_as.gid}",
+                       "--init-groups", "--", *command]  # fmt: skip
         proc = await asyncio.create_subprocess_exec(
-            str(python), "-m", "sciplat.services.notebooks.runner",
+            *command,
             stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,
@@ -153,7 +159,6 @@ class Executor:
             env=self._environment(run_as, python),
             start_new_session=True,
             limit=2**28,
-            **creds,
         )  # fmt: skip
         stderr_chunks: list[bytes] = []
 

@@ -15,9 +15,6 @@ import keyword
 from dataclasses import dataclass
 from typing import Any
 
-import jsonschema
-from jsonschema import Draft202012Validator
-
 __all__ = [
     "PARAMETER_TYPES",
     "FormField",
@@ -31,6 +28,15 @@ __all__ = [
 
 #: Types a parameter may have (what a form and a Python assignment can carry).
 PARAMETER_TYPES = ("string", "integer", "number", "boolean")
+
+
+def _first_error(schema: dict[str, Any], value: Any) -> Any:
+    """The most relevant JSON Schema error of *value*, or None (jsonschema imported lazily: it
+    takes seconds to import, which would slow the API service's start-up)."""
+    from jsonschema import Draft202012Validator
+    from jsonschema.exceptions import best_match
+
+    return best_match(Draft202012Validator(schema).iter_errors(value))
 
 
 class ParameterError(ValueError):
@@ -47,9 +53,11 @@ def check_parameter_schema(name: str, schema: Any) -> None:
         raise ValueError(f"parameter name {name!r} is not a Python identifier")
     if not isinstance(schema, dict):
         raise ValueError(f"parameter {name!r}: its schema must be a mapping")
+    from jsonschema import Draft202012Validator, SchemaError
+
     try:
         Draft202012Validator.check_schema(schema)
-    except jsonschema.SchemaError as exc:
+    except SchemaError as exc:
         raise ValueError(f"parameter {name!r}: invalid JSON Schema: {exc.message}") from exc
     if schema.get("type") not in PARAMETER_TYPES:
         raise ValueError(
@@ -58,9 +66,7 @@ def check_parameter_schema(name: str, schema: Any) -> None:
         )
     if "default" not in schema:
         raise ValueError(f"parameter {name!r} has no default")
-    error = jsonschema.exceptions.best_match(
-        Draft202012Validator(schema).iter_errors(schema["default"])
-    )
+    error = _first_error(schema, schema["default"])
     if error is not None:
         raise ValueError(f"parameter {name!r}: its default is invalid: {error.message}")
 
@@ -99,7 +105,7 @@ def validate_parameters(
         value = _coerce(given[name], schema) if name in given else schema["default"]
         if isinstance(value, float) and value != value:  # NaN cannot be a parameter
             raise ParameterError(name, "NaN is not a valid value")
-        error = jsonschema.exceptions.best_match(Draft202012Validator(schema).iter_errors(value))
+        error = _first_error(schema, value)
         if error is not None:
             raise ParameterError(name, error.message)
         values[name] = value

@@ -7,8 +7,6 @@ import re
 import threading
 from typing import Any
 
-import nbformat
-
 __all__ = ["render_html"]
 
 _lock = threading.Lock()
@@ -27,6 +25,8 @@ def _exporter():
 
 def render_html(notebook: dict[str, Any], *, title: str = "") -> str:
     """The notebook as one HTML page (outputs, plots inline)."""
+    import nbformat
+
     nb = nbformat.from_dict(notebook)
     resources = {"metadata": {"name": title or "notebook"}}
     with _lock:  # exporters keep per-conversion state

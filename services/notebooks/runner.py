@@ -43,7 +43,8 @@ def _emitter(stream: TextIO):
 
 def run(envelope: dict[str, Any], emit, scratch: str) -> int:
     """Execute the envelope's notebook; 0 when every cell ran, 1 otherwise."""
-    nb = nbformat.from_dict(envelope["notebook"])
+    # reads() (not from_dict) joins sources stored as lists of lines, as nbclient expects.
+    nb = nbformat.reads(json.dumps(envelope["notebook"]), as_version=4)
     # The service started us in the working directory (it may sit below directories this
     # account cannot traverse, so the kernel inherits it as "." rather than by path).
     cwd = "."
@@ -54,12 +55,14 @@ def run(envelope: dict[str, Any], emit, scratch: str) -> int:
         os.environ["SCIPLAT_DISCOVERY"] = path
     started: dict[int, float] = {}
     t0 = time.monotonic()
-    code_cells = sum(1 for c in nb.cells if c.cell_type == "code")
+    code_cells = sum(1 for c in nb.cells if c.cell_type == "code" and c.source.strip())
 
     def notebook_start(notebook: Any) -> None:
         emit(event="kernel", seconds=round(time.monotonic() - t0, 4), total=code_cells)
 
     def cell_start(cell: Any, cell_index: int) -> None:
+        if cell.cell_type != "code" or not cell.source.strip():
+            return  # nbclient skips these without executing them
         started[cell_index] = time.monotonic()
         emit(event="start", index=cell_index)
 

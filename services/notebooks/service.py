@@ -27,7 +27,7 @@ from sciplat.services.common.errors import (
     ServiceError,
     UsageError,
 )
-from sciplat.services.notebooks.catalog import Template, TemplateCatalog
+from sciplat.services.notebooks.catalog import Template, TemplateCatalog, read_notebook
 from sciplat.services.notebooks.engine import ExecutionResult, Executor
 from sciplat.services.notebooks.params import (
     ParameterError,
@@ -173,8 +173,8 @@ class NotebookService:
         import nbformat
 
         try:
-            nb = nbformat.from_dict(notebook)
-            nbformat.validate(nb)
+            nbformat.validate(nbformat.from_dict(notebook))
+            notebook = read_notebook(json.dumps(notebook))
         except Exception as exc:  # nbformat raises several types
             message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
             raise UsageError(f"ipynb is not a valid notebook: {message}") from exc

@@ -208,3 +208,18 @@ def test_plugin_is_mounted_in_the_hub_managed_service(test_hub):
     page = httpx.get(f"{test_hub.api_service_url}/notebooks/ui", timeout=30)
     assert page.status_code == 200
     assert "Notebook runs" in page.text
+
+
+async def test_shipped_platform_check_runs_with_the_users_token(nb_client, auth):
+    h = auth("bob")
+    response = await nb_client.post(
+        f"{BASE}/templates/templates/platform-check/runs",
+        json={"parameters": {"points": 20, "title": "bob's check"}}, headers=h,
+    )  # fmt: skip
+    assert response.status_code == 202, response.text
+    done = await _wait(nb_client, h, response.json()["id"])
+    assert done["status"] == "succeeded", done["error"]
+    html = (await nb_client.get(f"{BASE}/jobs/{done['id']}/html", headers=h)).text
+    assert "hub user bob" in html  # the hub answered for bob's token inside the kernel
+    assert "groups [&#39;users&#39;]" in html or "groups ['users']" in html
+    assert "data:image/png;base64" in html  # the plot

@@ -61,3 +61,17 @@ async def test_timeout_stops_the_run_and_says_so(tmp_path):
     assert result.error["index"] == 1
     assert "timeout of 25 s" in result.error["evalue"]
     assert result.notebook["cells"][0]["outputs"][0]["text"] == "started\n"
+
+
+async def test_sources_stored_as_lists_of_lines(tmp_path):
+    """Notebook files usually store sources as lists of lines; the runner joins them."""
+    nb = notebook(code("a = 2\nb = 3"), code("print(a * b)"))
+    nb["cells"].insert(0, {"cell_type": "markdown", "metadata": {}, "id": "md",
+                           "source": ["# Title\n", "text"]})  # fmt: skip
+    for cell in nb["cells"][1:]:
+        cell["source"] = cell["source"].splitlines(keepends=True)
+    result = await _executor(tmp_path).execute(nb, run_as=RunAs("alice", "t"), timeout=90)
+    assert result.status == "succeeded", result.error
+    assert result.notebook["cells"][2]["outputs"][0]["text"] == "6\n"
+    assert [t["index"] for t in result.cell_timings] == [1, 2]  # markdown is not timed
+    assert result.total_cells == 2
