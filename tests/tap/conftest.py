@@ -29,8 +29,8 @@ def tap_schema(sample_catalog: DuckDBCatalog):
 @pytest.fixture(scope="session")
 def postgres_catalog(tmp_path_factory: pytest.TempPathFactory, sample_catalog: DuckDBCatalog):
     """The same sample catalog in a private PostgreSQL 15 + pgSphere + q3c cluster."""
+    from sciplat.services.tap.pgcluster import load_catalog, start_postgres
     from sciplat.services.tap.storage.postgres import PostgresCatalog
-    from support.postgres import load_catalog, start_postgres
 
     # Not under pytest's private basetemp: the postgres user must be able to enter it.
     cluster = start_postgres(Path(tempfile.mkdtemp(prefix="sciplat-pg-")))

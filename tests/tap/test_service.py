@@ -275,3 +275,25 @@ def test_taplint_zero_errors(tap_url, test_hub, tmp_path) -> None:
     ran = {section["code"] for section in report["sections"]}
     assert {"TME", "TMS", "CAP", "AVV", "QGE", "QPO", "QAS", "UWS", "MDQ", "UPL", "EXA"} <= ran
     assert totals["ERROR"] == 0 and totals["FAILURE"] == 0, "\n".join(problems)
+
+
+def test_client_api(tap_url, test_hub, tmp_path, monkeypatch) -> None:
+    """sciplat.get_tap_service() outside a lab (URL + token) and inside one (discovery file)."""
+    import sciplat
+    from sciplat.client import discovery_document
+
+    token = test_hub.token_for("alice")
+    outside = sciplat.get_tap_service(test_hub.url, token=token)
+    assert isinstance(outside, pyvo.dal.TAPService)
+    assert outside.run_sync("SELECT TOP 1 objectId FROM dp1.Object")["objectId"][0] > 0
+    document = tmp_path / "discovery.json"
+    document.write_text(discovery_document(test_hub.url).model_dump_json())
+    monkeypatch.setenv("SCIPLAT_DISCOVERY", str(document))
+    monkeypatch.setenv("JUPYTERHUB_API_TOKEN", token)
+    inside = sciplat.get_tap_service()
+    job = inside.submit_job("SELECT COUNT(*) AS n FROM dp1.Source")
+    job.run().wait(timeout=60)
+    again = sciplat.get_query(job.job_id)
+    assert again.phase == "COMPLETED" and again.fetch_result()["n"][0] == 15000
+    history = sciplat.get_query_history(limit=5)
+    assert any(h.get("job_id") == job.job_id for h in history)

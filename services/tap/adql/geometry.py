@@ -11,6 +11,7 @@ edge's great circle.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import math
 from collections.abc import Callable
@@ -78,8 +79,13 @@ def _num(value: float) -> exp.Expr:
     return exp.Neg(this=exp.Literal.number(repr(-float(value)))) if value < 0 else node
 
 
+@functools.lru_cache(maxsize=64)
+def _parsed(sql: str) -> exp.Expr:
+    return sqlglot.parse_one(sql)
+
+
 def _template(sql: str, **args: exp.Expr) -> exp.Expr:
-    tree = sqlglot.parse_one(sql)
+    tree = _parsed(sql)
 
     def fill(node: exp.Expr) -> exp.Expr:
         if isinstance(node, exp.Column) and not node.table and node.name in args:

@@ -28,11 +28,22 @@ _NUMPY = {
 
 
 class _Fixed:
-    """Cells of one width: an (n, width) uint8 view."""
+    """Cells of one width: *values* (any numpy array whose rows are the cells) stored as
+    *dtype* (big-endian; numpy converts on assignment)."""
 
-    def __init__(self, data: np.ndarray) -> None:
-        self.data = data
-        self.width = data.shape[1]
+    def __init__(self, values: np.ndarray, dtype: np.dtype | tuple) -> None:
+        self.values = values
+        self.dtype = np.dtype(dtype)
+        self.width = self.dtype.itemsize
+
+    @property
+    def data(self) -> np.ndarray:
+        """The cells as an (n, width) uint8 array."""
+        n = len(self.values)
+        if self.dtype.kind == "V":
+            return np.ascontiguousarray(self.values).view(np.uint8).reshape(n, self.width)
+        converted = np.ascontiguousarray(self.values, dtype=self.dtype)
+        return converted.view(np.uint8).reshape(n, self.width)
 
 
 class _Variable:
@@ -45,11 +56,11 @@ class _Variable:
 
 
 def _values(array: pa.Array, dtype: np.dtype) -> np.ndarray:
-    """Non-null-safe numpy values (nulls -> NaN or 0), big-endian."""
+    """Numpy values with nulls filled (NaN or 0), native byte order (zero-copy when possible)."""
     if array.null_count:
         fill = float("nan") if dtype.kind == "f" else 0
         array = pc.fill_null(array, pa.scalar(fill, type=array.type))
-    return array.to_numpy(zero_copy_only=False).astype(dtype, copy=False)
+    return array.to_numpy(zero_copy_only=False)
 
 
 def _string_cells(array: pa.Array, field: VOField) -> _Fixed | _Variable:
@@ -62,7 +73,7 @@ def _string_cells(array: pa.Array, field: VOField) -> _Fixed | _Variable:
     if size is not None:
         width = size * (2 if field.datatype == "unicodeChar" else 1)
         fixed = np.array(array.cast(pa.binary()).to_pylist(), dtype=f"S{width}")
-        return _Fixed(fixed.view(np.uint8).reshape(len(array), width))
+        return _Fixed(fixed, f"S{width}")
     array = array.cast(pa.binary()) if not pa.types.is_binary(array.type) else array
     offsets = np.frombuffer(array.buffers()[1], dtype=np.int32)[
         array.offset : array.offset + len(array) + 1
@@ -88,7 +99,8 @@ def _array_cells(array: pa.Array, field: VOField) -> _Fixed | _Variable:
         values = np.where(flat_values.to_numpy(zero_copy_only=False), b"T", b"F").view(np.uint8)
         size = 1
     else:
-        values = _values(flat_values, element).view(np.uint8)
+        values = np.ascontiguousarray(_values(flat_values, element), dtype=element)
+        values = values.view(np.uint8)
         size = element.itemsize
     count = field.fixed_count
     if count is not None:
@@ -98,8 +110,8 @@ def _array_cells(array: pa.Array, field: VOField) -> _Fixed | _Variable:
             for row in np.nonzero(lengths)[0]:  # only for ragged arrays declared fixed
                 n = min(lengths[row], count) * size
                 padded[row, :n] = values[starts[row] : starts[row] + n]
-            return _Fixed(padded)
-        return _Fixed(values.reshape(len(array), count * size))
+            return _Fixed(padded, f"V{count * size}")
+        return _Fixed(values.reshape(len(array), count * size), f"V{count * size}")
     return _Variable(lengths, lengths * size, values)
 
 
@@ -114,13 +126,16 @@ def _cells(array: pa.Array, field: VOField) -> _Fixed | _Variable:
         valid = ~pc.is_null(array).to_numpy(zero_copy_only=False)
         chars[valid & (values == True)] = ord("T")  # noqa: E712 - object array from nullable bools
         chars[valid & (values == False)] = ord("F")  # noqa: E712
-        return _Fixed(chars.reshape(-1, 1))
-    values = _values(array, _NUMPY[field.datatype])
-    return _Fixed(np.ascontiguousarray(values).view(np.uint8).reshape(len(array), -1))
+        return _Fixed(chars, "u1")
+    dtype = _NUMPY[field.datatype]
+    return _Fixed(_values(array, dtype), dtype)
 
 
-def _null_mask(columns: list[pa.Array]) -> np.ndarray:
-    n = len(columns[0]) if columns else 0
+def _null_mask(columns: list[pa.Array]) -> np.ndarray | None:
+    """The (n, ceil(columns/8)) null bit-mask, or None when no cell is null."""
+    if not any(column.null_count for column in columns):
+        return None
+    n = len(columns[0])
     bits = np.zeros((n, len(columns)), dtype=bool)
     for j, column in enumerate(columns):
         if column.null_count:
@@ -135,18 +150,31 @@ def encode_batch(batch: pa.RecordBatch, fields: list[VOField]) -> bytes:
         return b""
     columns = [conform(batch.column(i), f) for i, f in enumerate(fields)]
     mask = _null_mask(columns)
+    mask_bytes = (len(fields) + 7) // 8
+    if mask is None:
+        mask = np.zeros((n, mask_bytes), dtype=np.uint8)
     cells = [_cells(column, field) for column, field in zip(columns, fields, strict=True)]
     if all(isinstance(c, _Fixed) for c in cells):
-        parts = [mask, *(c.data for c in cells)]
-        return np.hstack(parts).tobytes() if len(parts) > 1 else mask.tobytes()
-    sizes = np.full(n, mask.shape[1], dtype=np.int64)
+        # One structured array: numpy swaps bytes while filling it, in a single pass per column.
+        layout = np.dtype(
+            [("mask", f"V{mask_bytes}")] + [(f"c{i}", c.dtype) for i, c in enumerate(cells)]
+        )
+        out = np.empty(n, dtype=layout)
+        out["mask"] = mask.view(f"V{mask_bytes}").reshape(n)
+        for i, cell in enumerate(cells):
+            values = cell.values
+            if cell.dtype.kind == "V":
+                values = np.ascontiguousarray(values).view(cell.dtype).reshape(n)
+            out[f"c{i}"] = values
+        return out.tobytes()
+    sizes = np.full(n, mask_bytes, dtype=np.int64)
     for cell in cells:
         sizes += cell.width if isinstance(cell, _Fixed) else 4 + cell.byte_lengths
     ends = np.cumsum(sizes)
     out = np.empty(int(ends[-1]), dtype=np.uint8)
     cursor = ends - sizes
     _scatter_fixed(out, cursor, mask)
-    cursor = cursor + mask.shape[1]
+    cursor = cursor + mask_bytes
     for cell in cells:
         if isinstance(cell, _Fixed):
             _scatter_fixed(out, cursor, cell.data)

@@ -1,5 +1,5 @@
-"""A private PostgreSQL 15 cluster (with pgSphere and q3c) for tests, and loading a DuckDB
-catalog into it.
+"""A private PostgreSQL 15 cluster (with pgSphere and q3c) for tests and benchmarks, and
+loading a DuckDB catalog into it.
 
 Runs ``initdb``/``pg_ctl`` from the Debian packages (as the ``postgres`` Unix user when we are
 root) in a temporary directory, on a free loopback port; :meth:`PostgresCluster.stop` stops it.
@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import socket
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,11 +17,16 @@ from pathlib import Path
 import duckdb
 import psycopg
 
-from .net import free_port
-
 __all__ = ["PostgresCluster", "load_catalog", "start_postgres"]
 
 BIN = Path("/usr/lib/postgresql/15/bin")
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that is free right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
 
 
 def _run(args: list[str], **kwargs) -> subprocess.CompletedProcess:

@@ -1,0 +1,242 @@
+"""``sciplat bench tap``: throughput and latency of the TAP service on a synthetic Object table.
+
+Builds an N-row catalog (DuckDB; optionally copied into a private PostgreSQL + q3c cluster),
+serves the API service with only the TAP plugin on loopback (uvicorn, one process) and drives it
+over HTTP like a client would:
+
+- cone-search throughput (TAP sync, random 0.05 deg cones) at 1/4/8 concurrent clients;
+- sync latency of a one-row query;
+- async floor: submit with PHASE=RUN, then WAIT until COMPLETED;
+- rows/s streamed per output format (4 columns, MAXREC rows).
+
+Tokens are checked by a stand-in verifier (no hub here): the hub round trip is cached by the
+real service anyway, so this measures the service itself.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import random
+import statistics
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from sciplat.config import CatalogConfig, Settings
+
+__all__ = ["run_benchmark"]
+
+_TOKEN = "bench-token"
+_FORMATS = ["votable", "votable/td", "csv", "tsv", "fits", "parquet"]
+
+
+@contextlib.contextmanager
+def _serve(settings: Settings) -> Iterator[str]:
+    """Run the API service (TAP only) in a thread; yields the TAP base URL."""
+    import uvicorn
+
+    from sciplat.services.app import create_app, load_plugins
+    from sciplat.services.common.auth import AuthenticatedUser, HubTokenVerifier
+    from sciplat.services.tap.pgcluster import free_port
+
+    class BenchVerifier(HubTokenVerifier):
+        async def verify(self, token: str) -> AuthenticatedUser:
+            if token != _TOKEN:
+                from sciplat.services.common.errors import AuthenticationError
+
+                raise AuthenticationError("Invalid or expired token")
+            return AuthenticatedUser("bench", frozenset({"custom:tap:read"}), ("staff",))
+
+    port = free_port()
+    public = f"http://127.0.0.1:{port}/services/api"
+    app = create_app(
+        settings,
+        public_url=public,
+        plugins=load_plugins(["sciplat.services.tap:plugin"]),
+    )
+
+    @app.middleware("http")
+    async def bench_auth(request, call_next):
+        context = request.app.state.context
+        if not isinstance(context.verifier, BenchVerifier):
+            context.verifier = BenchVerifier("http://unused", http=context.http)
+        return await call_next(request)
+
+    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", workers=1)
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 120
+    while not server.started:
+        if time.monotonic() > deadline or not thread.is_alive():
+            raise RuntimeError("the TAP service did not start")
+        time.sleep(0.1)
+    try:
+        yield f"{public}/tap"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)
+
+
+def _client() -> httpx.Client:
+    return httpx.Client(headers={"Authorization": f"Bearer {_TOKEN}"}, timeout=600)
+
+
+def _cone_query(rng: random.Random) -> str:
+    ra, dec = rng.uniform(0, 360), rng.uniform(-60, 60)
+    return (
+        "SELECT objectId, coord_ra, coord_dec, g_psfFlux FROM dp1.Object WHERE "
+        f"CONTAINS(POINT('ICRS', coord_ra, coord_dec), CIRCLE('ICRS', {ra:.5f}, {dec:.5f}, 0.05))"
+        " = 1"
+    )
+
+
+def _throughput(url: str, clients: int, seconds: float) -> dict[str, Any]:
+    latencies: list[float] = []
+    lock = threading.Lock()
+    stop = time.monotonic() + seconds
+
+    def worker(seed: int) -> None:
+        rng = random.Random(seed)
+        with _client() as client:
+            while time.monotonic() < stop:
+                started = time.perf_counter()
+                response = client.get(f"{url}/sync", params={"QUERY": _cone_query(rng)})
+                response.raise_for_status()
+                with lock:
+                    latencies.append(time.perf_counter() - started)
+
+    began = time.monotonic()
+    with ThreadPoolExecutor(clients) as pool:
+        list(pool.map(worker, range(clients)))
+    elapsed = time.monotonic() - began
+    return {
+        "clients": clients,
+        "requests": len(latencies),
+        "req_per_s": round(len(latencies) / elapsed, 1),
+        "median_ms": round(statistics.median(latencies) * 1000, 1),
+        "p95_ms": round(sorted(latencies)[int(len(latencies) * 0.95) - 1] * 1000, 1),
+    }
+
+
+def _timed(repeat: int, action: Callable[[], None]) -> dict[str, float]:
+    times = []
+    for _ in range(repeat):
+        started = time.perf_counter()
+        action()
+        times.append(time.perf_counter() - started)
+    return {
+        "median_ms": round(statistics.median(times) * 1000, 1),
+        "min_ms": round(min(times) * 1000, 1),
+    }
+
+
+def _async_once(client: httpx.Client, url: str) -> None:
+    created = client.post(
+        f"{url}/async",
+        data={"QUERY": "SELECT COUNT(*) AS n FROM dp1.Object WHERE objectId < 100", "PHASE": "RUN"},
+    )
+    job = created.url
+    for _ in range(100):
+        body = client.get(job, params={"WAIT": "10"}).text
+        if "<uws:phase>COMPLETED</uws:phase>" in body:
+            return
+        if "<uws:phase>ERROR</uws:phase>" in body:
+            raise RuntimeError(body)
+    raise RuntimeError("async job did not complete")
+
+
+def _streaming(client: httpx.Client, url: str, rows: int) -> dict[str, Any]:
+    query = f"SELECT TOP {rows} objectId, coord_ra, coord_dec, g_psfFlux FROM dp1.Object"
+    results = {}
+    for fmt in _FORMATS:
+        started = time.perf_counter()
+        size = 0
+        with client.stream(
+            "GET",
+            f"{url}/sync",
+            params={"QUERY": query, "RESPONSEFORMAT": fmt, "MAXREC": str(rows)},
+        ) as response:
+            response.raise_for_status()
+            for chunk in response.iter_bytes():
+                size += len(chunk)
+        elapsed = time.perf_counter() - started
+        results[fmt] = {
+            "rows_per_s": round(rows / elapsed),
+            "seconds": round(elapsed, 3),
+            "bytes": size,
+        }
+    return results
+
+
+def _measure(url: str, rows: int, seconds: float, progress: Callable[[str], None]) -> dict:
+    result: dict[str, Any] = {}
+    with _client() as client:
+        progress("warm-up")
+        client.get(f"{url}/sync", params={"QUERY": _cone_query(random.Random(0))})
+        progress("cone search throughput")
+        result["cone"] = [_throughput(url, n, seconds) for n in (1, 4, 8)]
+        progress("sync latency")
+        result["sync_latency"] = _timed(
+            30,
+            lambda: client.get(
+                f"{url}/sync", params={"QUERY": "SELECT TOP 1 objectId FROM dp1.Object"}
+            ).raise_for_status(),
+        )
+        progress("async floor")
+        result["async_floor"] = _timed(15, lambda: _async_once(client, url))
+        progress("streaming")
+        result["stream"] = _streaming(client, url, min(rows, 1_000_000))
+    return result
+
+
+def run_benchmark(
+    rows: int = 1_000_000,
+    *,
+    backends: tuple[str, ...] = ("duckdb",),
+    seconds: float = 10.0,
+    progress: Callable[[str], None] = lambda _: None,
+) -> dict[str, Any]:
+    """Build the catalog, serve it, measure; returns the JSON-able report."""
+    from sciplat.services.tap.sample import build_sample_catalog
+
+    report: dict[str, Any] = {"rows": rows, "backends": {}}
+    with tempfile.TemporaryDirectory(prefix="sciplat-bench-tap-") as tmp:
+        root = Path(tmp)
+        progress(f"building a {rows:,}-row catalog")
+        started = time.perf_counter()
+        path = build_sample_catalog(root / "data" / "dataset", objects=rows, sources_per_object=1)
+        report["build_seconds"] = round(time.perf_counter() - started, 1)
+        for backend in backends:
+            cluster = None
+            catalog = CatalogConfig(max_rows=rows + 1, default_maxrec=rows)
+            if backend == "postgres":
+                import duckdb
+
+                from sciplat.services.tap.pgcluster import load_catalog, start_postgres
+
+                progress("loading PostgreSQL (q3c index)")
+                cluster = start_postgres(Path(tempfile.mkdtemp(prefix="sciplat-bench-pg-")))
+                load_catalog(
+                    cluster,
+                    duckdb.connect(str(path), read_only=True),
+                    q3c={"dp1.object": ("coord_ra", "coord_dec"), "dp1.source": ("ra", "dec")},
+                )
+                catalog = catalog.model_copy(
+                    update={"backend": "postgres", "url": cluster.reader_url}
+                )
+            settings = Settings(data_dir=root / "data", catalog=catalog)
+            try:
+                with _serve(settings) as url:
+                    progress(f"measuring {backend}")
+                    report["backends"][backend] = _measure(url, rows, seconds, progress)
+            finally:
+                if cluster is not None:
+                    cluster.stop()
+    return report

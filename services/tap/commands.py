@@ -1,0 +1,86 @@
+"""``sciplat bench tap``."""
+
+from __future__ import annotations
+
+import json
+
+import click
+
+from sciplat.cli import group
+
+__all__ = ["register"]
+
+#: What DaCHS 2.7 measured on this machine class (shared/reference/vo-services.md), for the
+#: ratios when DaCHS is not run in the same invocation.
+DACHS_REFERENCE = {
+    "tap_sync_req_per_s": 16.5,
+    "async_floor_ms": 2000,
+    "stream_rows_per_s": {
+        "votable": 136_000,
+        "votable/td": 109_000,
+        "csv": 142_000,
+        "fits": 215_000,
+    },
+}
+
+
+def _ratios(report: dict) -> dict:
+    ratios = {}
+    for backend, result in report["backends"].items():
+        best = max(c["req_per_s"] for c in result["cone"])
+        ratios[backend] = {
+            "sync_throughput_vs_dachs": round(best / DACHS_REFERENCE["tap_sync_req_per_s"], 1),
+            "async_floor_vs_dachs": round(
+                DACHS_REFERENCE["async_floor_ms"] / result["async_floor"]["median_ms"], 1
+            ),
+            "stream_vs_dachs": {
+                fmt: round(result["stream"][fmt]["rows_per_s"] / rate, 1)
+                for fmt, rate in DACHS_REFERENCE["stream_rows_per_s"].items()
+            },
+        }
+    return ratios
+
+
+def register(cli: click.Group) -> None:
+    @group("bench").command("tap")
+    @click.option("--rows", default=1_000_000, show_default=True, help="Object table rows.")
+    @click.option(
+        "--backend",
+        "backends",
+        multiple=True,
+        type=click.Choice(["duckdb", "postgres"]),
+        default=["duckdb"],
+        show_default=True,
+        help="Backend(s) to measure (repeat the option for both).",
+    )
+    @click.option("--seconds", default=10.0, show_default=True, help="Per throughput point.")
+    @click.option("--vs-dachs", is_flag=True, help="Also run GAVO DaCHS on the same table.")
+    @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+    def bench_tap(rows, backends, seconds, vs_dachs, as_json) -> None:
+        """TAP cone throughput (1/4/8 clients), sync latency, async floor, rows/s per format."""
+        from sciplat.services.tap.bench import run_benchmark
+
+        if vs_dachs:
+            raise click.UsageError(
+                "--vs-dachs is not implemented yet: the report compares against the DaCHS "
+                "figures measured on this machine class (see 'dachs_reference' in the output)"
+            )
+        progress = (lambda _: None) if as_json else (lambda m: click.echo(f"... {m}", err=True))
+        report = run_benchmark(rows, backends=tuple(backends), seconds=seconds, progress=progress)
+        report["dachs_reference"] = DACHS_REFERENCE
+        report["ratios_vs_dachs_reference"] = _ratios(report)
+        if as_json:
+            click.echo(json.dumps(report, indent=2))
+            return
+        for backend, result in report["backends"].items():
+            click.echo(f"{backend}:")
+            for point in result["cone"]:
+                click.echo(
+                    f"  cone x{point['clients']}: {point['req_per_s']} req/s, "
+                    f"median {point['median_ms']} ms"
+                )
+            click.echo(f"  sync latency median {result['sync_latency']['median_ms']} ms")
+            click.echo(f"  async floor median {result['async_floor']['median_ms']} ms")
+            for fmt, s in result["stream"].items():
+                click.echo(f"  stream {fmt}: {s['rows_per_s']:,} rows/s")
+        click.echo(json.dumps(report["ratios_vs_dachs_reference"], indent=2))

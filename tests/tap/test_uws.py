@@ -1,0 +1,133 @@
+"""UWS machinery without HTTP: persistence across restarts, crash recovery, WAIT, abort,
+execution-duration limits, expiry; and the per-user query quota."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+from asgi_lifespan import LifespanManager
+
+from sciplat.config import GroupConfig, QuotaConfig, Settings
+from sciplat.services.common.errors import QuotaExceededError, UsageError
+from sciplat.services.common.uws.models import Job, JobResult, Phase
+from sciplat.services.common.uws.service import CancelToken, UWSService
+from sciplat.services.common.uws.store import JobStore
+from sciplat.services.tap.quota import QueryQuota
+
+
+def make_service(tmp_path: Path, runner=None, **kwargs) -> UWSService:
+    async def default(job: Job, directory: Path, token: CancelToken) -> list[JobResult]:
+        (directory / "result").write_text(job.parameter("query") or "")
+        return [JobResult("result", "http://x/result", "text/plain", 1)]
+
+    store = JobStore(tmp_path / "jobs.sqlite3", service="test")
+    return UWSService(store, runner=runner or default, results_dir=tmp_path / "results", **kwargs)
+
+
+async def test_jobs_survive_restart_and_crash_recovery(tmp_path: Path) -> None:
+    service = make_service(tmp_path)
+    await service.startup()
+    done = service.create(service.new_id(), "alice", [("query", "q1")], "run-1")
+    await service.run(done)
+    done = await service.wait(service.get("alice", done.id), 5)
+    done = await service.wait(done, 5)
+    assert done.phase == Phase.COMPLETED
+    running = service.create(service.new_id(), "alice", [("query", "q2")], None)
+    running.phase = Phase.EXECUTING  # as if the process died mid-query
+    service.store.save(running)
+    await service.shutdown()
+    service.store.close()
+
+    restarted = make_service(tmp_path)
+    await restarted.startup()
+    assert restarted.get("alice", done.id).phase == Phase.COMPLETED
+    assert restarted.get("alice", done.id).results[0].id == "result"
+    crashed = restarted.get("alice", running.id)
+    assert crashed.phase == Phase.ERROR and "restarted" in crashed.error
+    assert [j.id for j in restarted.list("alice", phases=[Phase.ERROR])] == [running.id]
+    with pytest.raises(Exception, match="No job"):
+        restarted.get("bob", done.id)
+    await restarted.shutdown()
+
+
+async def test_abort_timeout_and_expiry(tmp_path: Path) -> None:
+    async def slow(job: Job, directory: Path, token: CancelToken) -> list[JobResult]:
+        await asyncio.sleep(30)
+        return []
+
+    service = make_service(tmp_path, runner=slow)
+    await service.startup()
+    job = service.create(service.new_id(), "alice", [], None)
+    await service.run(job)
+    await asyncio.sleep(0.1)
+    aborted = await service.abort(service.get("alice", job.id))
+    assert aborted.phase == Phase.ABORTED
+    with pytest.raises(UsageError):
+        await service.run(aborted)
+    limited = service.create(service.new_id(), "alice", [], None)
+    service.set_execution_duration(limited, "1")
+    started = time.monotonic()
+    await service.run(limited)
+    result = await service.wait(service.get("alice", limited.id), 10, Phase.QUEUED)
+    result = await service.wait(result, 10)
+    assert result.phase == Phase.ERROR and "execution duration" in result.error
+    assert time.monotonic() - started < 5
+    with pytest.raises(UsageError):
+        service.set_execution_duration(result, "-1")
+    service.set_destruction(result, time.time() - 10)
+    assert await service.reap() == 1
+    assert service.store.get(limited.id) is None
+    await service.shutdown()
+
+
+def test_quota_from_groups() -> None:
+    settings = Settings(
+        groups={
+            "users": GroupConfig(quotas=QuotaConfig(tap_concurrent=1)),
+            "staff": GroupConfig(quotas=QuotaConfig(tap_concurrent=3)),
+        },
+        hub={"default_groups": ["users"]},
+    )
+    quota = QueryQuota(settings)
+    assert quota.limit(("users",)) == 1 and quota.limit(("users", "staff")) == 3
+    quota.acquire("alice", ("users",))
+    with pytest.raises(QuotaExceededError, match="1 TAP queries"):
+        quota.acquire("alice", ("users",))
+    quota.acquire("bob", ("users",))
+    quota.release("alice")
+    quota.acquire("alice", ("users",))
+
+
+async def test_sync_over_quota_is_429(tmp_path: Path) -> None:
+    """Through the real app: a user whose groups allow no concurrent query gets HTTP 429."""
+    from sciplat.services.app import create_app, load_plugins
+    from sciplat.services.common.auth import AuthenticatedUser, HubTokenVerifier
+    from sciplat.services.tap.sample import build_sample_catalog
+
+    settings = Settings(
+        data_dir=tmp_path,
+        groups={"users": GroupConfig(quotas=QuotaConfig(tap_concurrent=0))},
+        hub={"default_groups": ["users"]},
+    )
+    build_sample_catalog(settings.dataset_dir, objects=100)
+
+    class Verifier(HubTokenVerifier):
+        async def verify(self, token: str) -> AuthenticatedUser:
+            return AuthenticatedUser(token, frozenset({"custom:tap:read"}), ("users",))
+
+    app = create_app(settings, plugins=load_plugins(["sciplat.services.tap:plugin"]))
+    async with LifespanManager(app):
+        app.state.context.verifier = Verifier("http://unused", http=app.state.context.http)
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+            response = await client.get(
+                "/services/api/tap/sync",
+                params={"QUERY": "SELECT TOP 1 objectId FROM dp1.Object"},
+                headers={"Authorization": "Bearer alice"},
+            )
+    assert response.status_code == 429
+    assert "QUERY_STATUS" in response.text and "most your groups allow" in response.text
