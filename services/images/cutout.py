@@ -10,7 +10,6 @@ offset in the parent image. Several cutouts go into one multi-extension file, nu
 
 from __future__ import annotations
 
-import io
 import math
 from dataclasses import dataclass
 
@@ -21,12 +20,10 @@ from astropy.io import fits
 from sciplat.services.common.errors import UsageError
 from sciplat.services.images.backend import CutoutLimits
 from sciplat.services.images.butler import DatasetInfo
-from sciplat.services.images.fitsfiles import FileLayout, layout_of
+from sciplat.services.images.fitsfiles import FileLayout, layout_of, open_planes
 from sciplat.services.images.regions import SkyRegion
 
 __all__ = ["CutoutLimits", "CutoutRequest", "footprint_of", "make_cutouts", "pixel_box"]
-
-_DROP = ("CHECKSUM", "DATASUM", "EXTNAME", "EXTVER", "XTENSION", "PCOUNT", "GCOUNT")
 
 
 @dataclass(frozen=True)
@@ -76,15 +73,77 @@ def pixel_box(layout: FileLayout, region: SkyRegion) -> tuple[int, int, int, int
     return x0, x1, y0, y1
 
 
-def _cutout_header(source: fits.Header, x0: int, y0: int) -> fits.Header:
-    header = source.copy()
-    for key in _DROP:
-        header.remove(key, ignore_missing=True, remove_all=True)
-    for axis, offset in (("1", x0), ("2", y0)):
-        if f"CRPIX{axis}" in header:
-            header[f"CRPIX{axis}"] = header[f"CRPIX{axis}"] - offset
-        header[f"LTV{axis}"] = (-offset, "offset of the cutout in the parent image")
-    return header
+_STRUCTURAL = {"SIMPLE", "XTENSION", "BITPIX", "NAXIS", "NAXIS1", "NAXIS2", "EXTEND"}
+_STRUCTURAL |= {"PCOUNT", "GCOUNT", "CHECKSUM", "DATASUM", "EXTNAME", "EXTVER", "BSCALE", "BZERO"}
+_BITPIX = {"u1": 8, "i2": 16, "i4": 32, "i8": 64, "f4": -32, "f8": -64}
+_templates: dict[tuple[object, ...], tuple[list[str], dict[str, float]]] = {}
+
+
+def _card(key: str, value: object, comment: str = "") -> str:
+    """An 80-character header card (plain values formatted here; astropy does the rest)."""
+    if isinstance(value, bool):
+        text = ("T" if value else "F").rjust(20)
+    elif isinstance(value, int):
+        text = str(value).rjust(20)
+    elif isinstance(value, str) and len(value) <= 60 and value.isprintable() and "'" not in value:
+        text = f"'{value:<8}'".ljust(20)
+    else:
+        return fits.Card(key, value, comment).image
+    card = f"{key:<8}= {text}" + (f" / {comment}" if comment else "")
+    return card[:80].ljust(80)
+
+
+def _template(layout: FileLayout, name: str) -> tuple[list[str], dict[str, float]]:
+    """The plane's non-structural cards as 80-character images (CRPIX kept apart), cached."""
+    plane = layout.planes[name]
+    plane_header = plane.header
+    key = (layout.path, name, plane.start, plane.end)
+    cached = _templates.get(key)
+    if cached is None:
+        cards, crpix = [], {}
+        for card in plane_header.cards:
+            if card.keyword in _STRUCTURAL or card.keyword in ("", "END"):
+                continue
+            if card.keyword in ("CRPIX1", "CRPIX2"):
+                crpix[card.keyword] = float(card.value)
+                continue
+            cards.append(card.image)
+        cached = (cards, crpix)
+        if len(_templates) > 1024:
+            _templates.clear()
+        _templates[key] = cached
+    return cached
+
+
+def _pad(data: bytes, fill: bytes) -> bytes:
+    return data + fill * (-len(data) % 2880)
+
+
+def _extension(
+    layout: FileLayout, name: str, version: int, data: np.ndarray, x0: int, y0: int, did: str
+) -> bytes:
+    """One IMAGE extension: the parent's header with CRPIX shifted and LTV1/2 set, then data."""
+    cards, crpix = _template(layout, name)
+    ny, nx = data.shape
+    head = [
+        _card("XTENSION", "IMAGE"),
+        _card("BITPIX", _BITPIX[data.dtype.str[1:]]),
+        _card("NAXIS", 2),
+        _card("NAXIS1", nx),
+        _card("NAXIS2", ny),
+        _card("PCOUNT", 0),
+        _card("GCOUNT", 1),
+        _card("EXTNAME", name),
+        _card("EXTVER", version),
+        *cards,
+        *(fits.Card(k, v - (x0 if k == "CRPIX1" else y0)).image for k, v in crpix.items()),
+        _card("LTV1", -x0, "offset of the cutout in the parent image"),
+        _card("LTV2", -y0, "offset of the cutout in the parent image"),
+        _card("DATASET", did),
+        "END".ljust(80),
+    ]
+    big_endian = data.astype(data.dtype.newbyteorder(">"), copy=False)
+    return _pad("".join(head).encode("ascii"), b" ") + _pad(big_endian.tobytes(), b"\0")
 
 
 def make_cutouts(requests: list[CutoutRequest], limits: CutoutLimits) -> bytes:
@@ -114,25 +173,23 @@ def make_cutouts(requests: list[CutoutRequest], limits: CutoutLimits) -> bytes:
             )
         planned.append((request, layout, box))
 
-    primary = fits.PrimaryHDU()
-    primary.header["ORIGIN"] = "sciplat SODA"
-    primary.header["NCUTOUT"] = (len(planned), "number of cutouts (EXTVER 1..n)")
-    hdus: list[fits.PrimaryHDU | fits.ImageHDU] = [primary]
+    primary = [
+        _card("SIMPLE", True),
+        _card("BITPIX", 8),
+        _card("NAXIS", 0),
+        _card("EXTEND", True),
+        _card("ORIGIN", "sciplat SODA"),
+        _card("NCUTOUT", len(planned), "number of cutouts (EXTVER 1..n)"),
+    ]
+    parts: list[bytes] = []
     for number, (request, layout, (x0, x1, y0, y1)) in enumerate(planned, start=1):
-        primary.header[f"CUTID{number}"] = request.dataset.did
-        primary.header[f"CUTRG{number}"] = request.label[:68]
-        with fits.open(layout.path, memmap=True) as hdul:
+        primary.append(_card(f"CUTID{number}", request.dataset.did))
+        primary.append(fits.Card(f"CUTRG{number}", request.label).image)
+        with open_planes(layout) as planes:
             for name in ("IMAGE", "MASK", "VARIANCE"):
-                plane = layout.planes.get(name)
-                if plane is None:
-                    continue
-                data = hdul[plane.index].section[y0:y1, x0:x1]
-                data = np.asarray(data)
-                data = data.astype(data.dtype.newbyteorder("="), copy=False)
-                header = _cutout_header(plane.header, x0, y0)
-                hdu = fits.ImageHDU(data=data, header=header, name=name, ver=number)
-                hdu.header["DATASET"] = request.dataset.did
-                hdus.append(hdu)
-    buffer = io.BytesIO()
-    fits.HDUList(hdus).writeto(buffer, output_verify="silentfix")
-    return buffer.getvalue()
+                if name in planes:
+                    data = np.asarray(planes[name].section[y0:y1, x0:x1])
+                    did = request.dataset.did
+                    parts.append(_extension(layout, name, number, data, x0, y0, did))
+    primary.append("END".ljust(80))
+    return b"".join([_pad("".join(primary).encode("ascii"), b" "), *parts])

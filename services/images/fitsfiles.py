@@ -10,6 +10,7 @@ from __future__ import annotations
 import threading
 from collections import OrderedDict
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -17,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from astropy.wcs import WCS
 
-__all__ = ["FileLayout", "Plane", "layout_of", "stream_file", "stream_plane"]
+__all__ = ["FileLayout", "Plane", "layout_of", "open_planes", "stream_file", "stream_plane"]
 
 CHUNK = 1 << 20
 _PLANE_NAMES = ("IMAGE", "MASK", "VARIANCE")
@@ -96,6 +97,37 @@ def layout_of(path: Path) -> FileLayout:
         if len(_cache) > 512:
             _cache.popitem(last=False)
     return layout
+
+
+_open: OrderedDict[tuple[Path, float, int], tuple[Any, threading.Lock]] = OrderedDict()
+_MAX_OPEN = 32
+
+
+@contextmanager
+def open_planes(layout: FileLayout) -> Iterator[dict[str, Any]]:
+    """The file's plane HDUs (name -> HDU), from a small cache of open files.
+
+    Parsing a tile-compressed extension's header costs tens of milliseconds, so open files
+    are kept (memory-mapped) and handed to one thread at a time.
+    """
+    from astropy.io import fits
+
+    stat = layout.path.stat()
+    key = (layout.path, stat.st_mtime, stat.st_size)
+    with _cache_lock:
+        entry = _open.get(key)
+        if entry is None:
+            hdul = fits.open(layout.path, memmap=True)
+            entry = (hdul, threading.Lock())
+            _open[key] = entry
+            while len(_open) > _MAX_OPEN:
+                _, (old, _lock) = _open.popitem(last=False)
+                old.close()
+        else:
+            _open.move_to_end(key)
+    hdul, lock = entry
+    with lock:
+        yield {name: hdul[plane.index] for name, plane in layout.planes.items()}
 
 
 def _copy(path: Path, start: int, end: int) -> Iterator[bytes]:

@@ -1,80 +1,62 @@
-"""VOSI documents (availability, capabilities) of the image and cone-search services.
+"""VOSI routes (availability, capabilities) of the image and cone-search services.
 
-Both endpoints are anonymous, as for TAP. Each service lists its own protocol capability next
-to the two VOSI ones.
+Both endpoints are anonymous, as for TAP; the documents come from the shared
+:mod:`sciplat.services.common.vosi`. Each service lists its own protocol capabilities next to
+the two VOSI ones.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from xml.sax.saxutils import escape, quoteattr
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
-__all__ = ["Capability", "add_vosi_routes", "availability_xml", "capabilities_xml"]
+from sciplat.services.common import vosi
+from sciplat.services.plugin import AppContext
+
+__all__ = ["Capability", "add_vosi_routes"]
 
 
 @dataclass(frozen=True)
 class Capability:
-    """One capability: a standardID and where it is served (a path under the service)."""
+    """A protocol capability: its standardID and the path it is served at (under the service)."""
 
     standard_id: str
     path: str
     version: str | None = None
-    xsi_type: str = "vs:ParamHTTP"
-    use: str = "base"
 
 
-def capabilities_xml(base_url: str, capabilities: list[Capability]) -> str:
+def _capabilities(base_url: str, caps: list[Capability]) -> str:
     entries = [
-        Capability("ivo://ivoa.net/std/VOSI#capabilities", "capabilities", use="full"),
-        Capability("ivo://ivoa.net/std/VOSI#availability", "availability", use="full"),
-        *capabilities,
+        vosi.Capability(vosi.CAPABILITIES_ID, f"{base_url}/capabilities"),
+        vosi.Capability(vosi.AVAILABILITY_ID, f"{base_url}/availability"),
     ]
-    body = []
-    for cap in entries:
-        role = ' role="std"' if cap.version else ""
-        version = f" version={quoteattr(cap.version)}" if cap.version else ""
-        url = f"{base_url.rstrip('/')}/{cap.path}".rstrip("/")
-        body.append(
-            f"  <capability standardID={quoteattr(cap.standard_id)}>\n"
-            f'    <interface xsi:type="{cap.xsi_type}"{role}{version}>\n'
-            f"      <accessURL use={quoteattr(cap.use)}>{escape(url)}</accessURL>\n"
-            "    </interface>\n  </capability>\n"
+    entries += [
+        vosi.Capability(
+            cap.standard_id, f"{base_url}/{cap.path}", use="base", role="std", version=cap.version
         )
-    return (
-        '<?xml version="1.0" encoding="UTF-8"?>\n'
-        '<vosi:capabilities xmlns:vosi="http://www.ivoa.net/xml/VOSICapabilities/v1.0" '
-        'xmlns:vs="http://www.ivoa.net/xml/VODataService/v1.1" '
-        'xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance">\n'
-        + "".join(body)
-        + "</vosi:capabilities>\n"
-    )
+        for cap in caps
+    ]
+    return vosi.capabilities_xml(entries)
 
 
-def availability_xml(available: bool, note: str) -> str:
-    return (
-        '<?xml version="1.0" encoding="UTF-8"?>\n'
-        '<vosi:availability xmlns:vosi="http://www.ivoa.net/xml/VOSIAvailability/v1.0">\n'
-        f"  <vosi:available>{'true' if available else 'false'}</vosi:available>\n"
-        f"  <vosi:note>{escape(note)}</vosi:note>\n"
-        "</vosi:availability>\n"
-    )
-
-
-def add_vosi_routes(router: APIRouter, service: str, caps: list[Capability], check) -> None:
-    """Anonymous ``/availability`` and ``/capabilities`` for *service* (its URL segment).
-
-    *check(context)* returns (available, note).
-    """
+def add_vosi_routes(
+    router: APIRouter,
+    service: str,
+    caps: list[Capability],
+    check: Callable[[AppContext], tuple[bool, str]],
+) -> None:
+    """Anonymous ``/availability`` and ``/capabilities`` for *service* (its URL segment);
+    *check(context)* says whether the service can answer, and why not."""
 
     @router.get("/availability", include_in_schema=False)
     async def availability(request: Request) -> Response:
         available, note = check(request.app.state.context)
-        return Response(availability_xml(available, note), media_type="text/xml")
+        return vosi.xml_response(vosi.availability_xml(available, note))
 
     @router.get("/capabilities", include_in_schema=False)
     async def capabilities(request: Request) -> Response:
         base = f"{request.app.state.context.public_url}/{service}"
-        return Response(capabilities_xml(base, caps), media_type="text/xml")
+        return vosi.xml_response(_capabilities(base, caps))
