@@ -31,6 +31,7 @@ __all__ = [
 EXTENSIONS: list[str] = [
     "sciplat.services.hubconf:configure",
     "sciplat.hub.gateway:configure_hub",
+    "sciplat.services.portal.hubconf:configure",
 ]
 
 CLI_SERVICE = "sciplat-cli"

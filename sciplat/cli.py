@@ -24,6 +24,7 @@ COMMAND_MODULES: list[str] = [
     "sciplat.hub.gateway.commands",
     "sciplat.services.commands",
     "sciplat.services.notebooks.commands",
+    "sciplat.services.portal.commands",
     "sciplat.services.tap.commands",
     "sciplat.services.workspace.commands",
 ]

@@ -93,6 +93,10 @@ if [ ! -x "$prefix/node/node_modules/.bin/configurable-http-proxy" ]; then
   log "npm install configurable-http-proxy"
   npm install --silent --no-fund --no-audit --prefix "$prefix/node" configurable-http-proxy@5 >/dev/null 2>&1
 fi
+if [ ! -f "$prefix/node/node_modules/aladin-lite/dist/aladin.js" ]; then
+  log "npm install aladin-lite (the portal's all-sky view)"
+  npm install --silent --no-fund --no-audit --prefix "$prefix/node" aladin-lite@3 >/dev/null 2>&1
+fi
 chmod -R a+rX "$prefix/node"
 
 export PATH="$venv/bin:$prefix/node/node_modules/.bin:$PATH"

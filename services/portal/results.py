@@ -290,9 +290,7 @@ class ResultCache:
         lim = f" LIMIT {int(limit)}" if limit else ""
         with self._lock:
             rel = self._relation(user, result_id)
-            return self._db.execute(
-                f"SELECT {cols} FROM {rel}{where}{lim}", args
-            ).to_arrow_table()
+            return self._db.execute(f"SELECT {cols} FROM {rel}{where}{lim}", args).to_arrow_table()
 
     def export(self, user: str, result_id: str, fmt: str, target: Path) -> None:
         """Write the whole result as ``parquet``, ``csv`` or ``votable`` to *target*."""

@@ -1,0 +1,123 @@
+"""The portal's query/result API against the real TAP service (as the user), and the
+notebook side of the round trip (sciplat.get_query on the portal's job)."""
+
+from __future__ import annotations
+
+import io
+import time
+
+import pyarrow.parquet as pq
+import pytest
+
+from sciplat.client import discovery
+from sciplat.portal import get_query
+
+pytestmark = pytest.mark.integration
+
+
+def _run(alice, query: str, maxrec: int | None = None) -> dict:
+    job = alice.post("/api/query", json={"query": query, "maxrec": maxrec}).json()
+    deadline = time.monotonic() + 120
+    while job["phase"] in ("PENDING", "QUEUED", "EXECUTING") and time.monotonic() < deadline:
+        job = alice.get(f"/api/jobs/{job['job_id']}", params={"wait": 1}).json()
+    return job
+
+
+def test_query_page_sort_filter_download(alice, portal_hub, tmp_path):
+    job = _run(alice, "SELECT objectId, coord_ra, coord_dec, g_psfFlux FROM dp1.Object")
+    assert job["phase"] == "COMPLETED", job
+    info = alice.post(f"/api/jobs/{job['job_id']}/load").json()
+    assert info["rows"] == 3000 and info["job_id"] == job["job_id"]
+    rid = info["id"]
+    page = alice.post(f"/api/results/{rid}/page", json={"offset": 100, "limit": 50}).json()
+    assert page["total"] == 3000 and len(page["rows"]) == 50
+    ordered = alice.post(
+        f"/api/results/{rid}/page",
+        json={"limit": 5, "sort": "coord_dec", "descending": True},
+    ).json()
+    decs = [r[2] for r in ordered["rows"]]
+    assert decs == sorted(decs, reverse=True)
+    filtered = alice.post(
+        f"/api/results/{rid}/page",
+        json={"filters": [{"column": "coord_dec", "op": "between", "value": [0, 10]}]},
+    ).json()
+    assert 0 < filtered["total"] < 3000
+    assert all(0 <= r[2] <= 10 for r in filtered["rows"])
+    stats = alice.post(f"/api/results/{rid}/stats", json={"column": "g_psfFlux"}).json()
+    assert stats["rows"] == 3000 and stats["nulls"] > 0 and stats["min"] <= stats["median"]
+    csv = alice.get(f"/api/results/{rid}/download", params={"format": "csv"})
+    assert csv.status_code == 200 and csv.text.count("\n") == 3001
+    parquet = alice.get(f"/api/results/{rid}/download", params={"format": "parquet"})
+    assert pq.read_table(io.BytesIO(parquet.content)).num_rows == 3000
+    votable = alice.get(f"/api/results/{rid}/download", params={"format": "votable"})
+    assert b"<VOTABLE" in votable.content[:1000]
+    plot = alice.post(
+        f"/api/results/{rid}/plot", json={"type": "scatter", "x": "coord_ra", "y": "coord_dec"}
+    ).json()
+    assert plot["type"] == "points" and len(plot["x"]) == 3000
+    hist = alice.post(
+        f"/api/results/{rid}/plot", json={"type": "histogram", "x": "g_psfFlux", "bins": 10}
+    ).json()
+    assert sum(hist["counts"]) == stats["non_null"]
+    bad = alice.post(
+        f"/api/results/{rid}/page", json={"filters": [{"column": "nope", "op": "=", "value": 1}]}
+    )
+    assert bad.status_code == 400 and "nope" in bad.json()["message"]
+    # the notebook gets the same job's result
+    doc = discovery(portal_hub.url, token=portal_hub.token_for("alice"))
+    table = get_query(job["job_id"], doc=doc)
+    assert len(table) == 3000 and "coord_ra" in table.colnames
+    # history lists it
+    history = alice.get("/api/history").json()
+    assert any(h.get("job_id") == job["job_id"] for h in history)
+    # another user cannot see alice's result
+    bob = portal_hub.token_for("bob")
+    other = alice.post(
+        f"/api/results/{rid}/page", json={}, headers={"Authorization": f"Bearer {bob}"}
+    )
+    assert other.status_code == 404
+
+
+def test_bad_adql_empty_and_cancel(alice):
+    job = _run(alice, "SELECT nosuchcolumn\nFROM dp1.Object")
+    assert job["phase"] == "ERROR"
+    assert "nosuchcolumn" in job["error"]
+    assert job["position"] is not None and job["position"]["line"] == 1
+    empty = _run(alice, "SELECT objectId FROM dp1.Object WHERE coord_dec > 91")
+    assert empty["phase"] == "COMPLETED"
+    info = alice.post(f"/api/jobs/{empty['job_id']}/load").json()
+    assert info["rows"] == 0
+    page = alice.post(f"/api/results/{info['id']}/page", json={}).json()
+    assert page["total"] == 0 and page["rows"] == []
+    slow = alice.post(
+        "/api/query",
+        json={"query": "SELECT COUNT(*) FROM dp1.Object a, dp1.Object b, dp1.Object c"},
+    ).json()
+    aborted = alice.post(f"/api/jobs/{slow['job_id']}/abort").json()
+    assert aborted["phase"] in ("ABORTED", "COMPLETED", "ERROR")
+    if aborted["phase"] == "ABORTED":
+        refused = alice.post(f"/api/jobs/{slow['job_id']}/load")
+        assert refused.status_code == 400 and "cancelled" in refused.json()["message"]
+    missing = alice.post("/api/jobs/nosuchjob/load")
+    assert missing.status_code == 404
+
+
+def test_unreadable_image_and_no_token(alice, portal_url):
+    import httpx
+
+    key = httpx.post(
+        f"{portal_url}/sticky/CmdSrv?cmd=upload",
+        files={"file": ("junk.fits", b"not a fits file at all")},
+        headers=alice.headers,
+    ).text
+    import json
+
+    action = {"type": "ImagePlotCntlr.PlotImage", "payload": {"wpRequest": {"file": key}}}
+    status = httpx.post(
+        f"{portal_url}/sticky/CmdSrv",
+        data={"cmd": "pushAction", "channelID": "c1", "action": json.dumps(action)},
+        headers=alice.headers,
+    ).json()[0]
+    assert status["success"] is False and "cannot be read as FITS" in status["error"]
+    anonymous = httpx.get(f"{portal_url}/api/results")
+    assert anonymous.status_code == 401
