@@ -20,9 +20,10 @@ from sciplat.config import Settings, load_settings
 COMMAND_MODULES: list[str] = [
     "sciplat.helmchart",
     "sciplat.hub.commands",
-    "sciplat.pipelines.commands",
     "sciplat.hub.gateway.commands",
+    "sciplat.pipelines.commands",
     "sciplat.services.commands",
+    "sciplat.services.images.commands",
     "sciplat.services.notebooks.commands",
     "sciplat.services.portal.commands",
     "sciplat.services.tap.commands",
