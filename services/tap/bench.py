@@ -30,15 +30,17 @@ import httpx
 
 from sciplat.config import CatalogConfig, Settings
 
-__all__ = ["run_benchmark"]
+__all__ = ["run_benchmark", "serve_tap"]
 
 _TOKEN = "bench-token"
 _FORMATS = ["votable", "votable/td", "csv", "tsv", "fits", "parquet"]
 
 
 @contextlib.contextmanager
-def _serve(settings: Settings) -> Iterator[str]:
-    """Run the API service (TAP only) in a thread; yields the TAP base URL."""
+def serve_tap(settings: Settings, *, hub_api_url: str | None = None) -> Iterator[str]:
+    """Run the API service with only the TAP plugin in a thread on a free loopback port; yields
+    the TAP base URL. Tokens are checked by the hub at *hub_api_url*, or - without a hub, for
+    benchmarks - only the bench token is accepted."""
     import uvicorn
 
     from sciplat.services.app import create_app, load_plugins
@@ -57,18 +59,21 @@ def _serve(settings: Settings) -> Iterator[str]:
     public = f"http://127.0.0.1:{port}/services/api"
     app = create_app(
         settings,
+        prefix="/services/api",
         public_url=public,
+        hub_api_url=hub_api_url or "http://127.0.0.1:9/hub/api",
         plugins=load_plugins(["sciplat.services.tap:plugin"]),
     )
+    if hub_api_url is None:
 
-    @app.middleware("http")
-    async def bench_auth(request, call_next):
-        context = request.app.state.context
-        if not isinstance(context.verifier, BenchVerifier):
-            context.verifier = BenchVerifier("http://unused", http=context.http)
-        return await call_next(request)
+        @app.middleware("http")
+        async def bench_auth(request, call_next):
+            context = request.app.state.context
+            if not isinstance(context.verifier, BenchVerifier):
+                context.verifier = BenchVerifier("http://unused", http=context.http)
+            return await call_next(request)
 
-    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", workers=1)
+    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning")
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
@@ -233,7 +238,7 @@ def run_benchmark(
                 )
             settings = Settings(data_dir=root / "data", catalog=catalog)
             try:
-                with _serve(settings) as url:
+                with serve_tap(settings) as url:
                     progress(f"measuring {backend}")
                     report["backends"][backend] = _measure(url, rows, seconds, progress)
             finally:

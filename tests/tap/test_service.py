@@ -297,3 +297,53 @@ def test_client_api(tap_url, test_hub, tmp_path, monkeypatch) -> None:
     assert again.phase == "COMPLETED" and again.fetch_result()["n"][0] == 15000
     history = sciplat.get_query_history(limit=5)
     assert any(h.get("job_id") == job.job_id for h in history)
+
+
+@pytest.fixture(scope="module")
+def pg_tap_url(test_hub, postgres_catalog, tmp_path_factory):
+    """A second API service (TAP only) on the PostgreSQL backend, checking tokens with the hub."""
+    from sciplat.config import CatalogConfig, Settings
+    from sciplat.services.tap.bench import serve_tap
+
+    settings = Settings(
+        data_dir=tmp_path_factory.mktemp("pgapi"),
+        catalog=CatalogConfig(backend="postgres", url=postgres_catalog.url),
+    )
+    with serve_tap(settings, hub_api_url=test_hub.api_url) as url:
+        yield url
+
+
+def test_postgres_backend_pyvo(pg_tap_url, alice) -> None:
+    service = pyvo.dal.TAPService(pg_tap_url, session=alice)
+    cone = service.run_sync(
+        "SELECT objectId FROM dp1.Object WHERE CONTAINS(POINT('ICRS', coord_ra, coord_dec), "
+        "CIRCLE('ICRS', 10, 20, 8)) = 1 ORDER BY objectId"
+    )
+    assert len(cone) > 0
+    upload = Table({"id": np.array([3, 4, 99999])})
+    joined = service.run_async(
+        "SELECT u.id, o.objectId FROM TAP_UPLOAD.mine AS u JOIN dp1.Object AS o "
+        "ON o.objectId = u.id ORDER BY u.id",
+        uploads={"mine": upload},
+    )
+    assert list(joined["objectId"]) == [3, 4]
+
+
+def test_taplint_postgres(pg_tap_url, test_hub) -> None:
+    """The same taplint gate on the PostgreSQL backend."""
+    done = _stilts(
+        test_hub,
+        "taplint",
+        f"tapurl={pg_tap_url}",
+        "format=json",
+        "report=EWF",
+        "stages=-LOC",
+    )
+    report = json.loads(done.stdout)
+    problems = [
+        f"{section['code']} {r['level']} {r['code']}: {r['text']}"
+        for section in report["sections"]
+        for r in section["reports"]
+        if r["level"] in ("ERROR", "FAILURE")
+    ]
+    assert report["totals"]["ERROR"] == 0 and report["totals"]["FAILURE"] == 0, "\n".join(problems)
