@@ -8,6 +8,7 @@ errors) -> a streamed writer. Sync queries stream to the client; async jobs stre
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from collections.abc import Iterator
@@ -21,7 +22,7 @@ from sciplat.services.common.errors import ServiceError, UsageError
 from sciplat.services.common.params import DaliParams
 from sciplat.services.common.uws.models import Job, JobResult
 from sciplat.services.common.uws.service import CancelToken
-from sciplat.services.tap.adql import translate
+from sciplat.services.tap.adql import Translation, translate
 from sciplat.services.tap.history import HistoryEntry, QueryHistory
 from sciplat.services.tap.quota import QueryQuota
 from sciplat.services.tap.storage.base import Catalog
@@ -96,6 +97,12 @@ class TapService:
         self.schema = catalog.load_schema()
         #: Groups of each job's owner at submission (their quota applies when it runs).
         self.job_groups: dict[str, tuple[str, ...]] = {}
+        # Clients repeat queries (paging, polling, dashboards): translations are pure functions
+        # of (query, maxrec) for a given TAP_SCHEMA, so keep the recent ones.
+        self._translate_cached = functools.lru_cache(maxsize=512)(self._translate)
+
+    def _translate(self, query: str, maxrec: int) -> Translation:
+        return translate(query, self.schema, self.catalog.target(), maxrec=maxrec)
 
     # query execution ---------------------------------------------------------------------------
     def open(
@@ -121,12 +128,12 @@ class TapService:
                 tables[name] = table
                 physical[spec.table] = name
             schema = schema.with_tables(metas)
-        translation = translate(
-            request.query,
-            schema,
-            self.catalog.target(physical),
-            maxrec=request.maxrec,
-        )
+        if request.uploads:
+            translation = translate(
+                request.query, schema, self.catalog.target(physical), maxrec=request.maxrec
+            )
+        else:
+            translation = self._translate_cached(request.query, request.maxrec)
         result = self.catalog.execute(translation.sql, uploads=tables, timeout=timeout)
         if token is not None:
             token.on_cancel(result.cancel)

@@ -83,7 +83,3 @@ def alice(test_hub) -> requests.Session:
 @pytest.fixture(scope="session")
 def bob(test_hub) -> requests.Session:
     return session_for(test_hub.token_for("bob"))
-
-
-def catalog_path(test_hub) -> Path:
-    return test_hub.settings.dataset_dir / "catalog" / "catalog.duckdb"

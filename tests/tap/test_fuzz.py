@@ -11,7 +11,7 @@ from sciplat.services.common.errors import UsageError
 from sciplat.services.tap.adql import AdqlError, translate
 
 _FUZZ = settings(
-    max_examples=150,
+    max_examples=100,
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
