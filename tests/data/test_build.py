@@ -107,6 +107,7 @@ def _table_digest(db_path: Path) -> dict[str, tuple]:
         con.close()
 
 
+@pytest.mark.slow
 def test_interrupted_build_resumes_and_reproduces(
     tmp_path: Path, tiny_dataset: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
