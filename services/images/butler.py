@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import re
 import threading
+import time
 import uuid
 from collections import OrderedDict
 from dataclasses import dataclass, field
@@ -86,12 +87,17 @@ class ImageRepository:
     resolved datasets are cached (they never change for a given UUID).
     """
 
+    #: Seconds a related-dataset query is answered from memory.
+    FIND_TTL = 300.0
+
     def __init__(self, root: Path, *, cache_size: int = 4096) -> None:
         self.root = Path(root)
         self._butler: Any = None
         self._lock = threading.Lock()
         self._cache: OrderedDict[uuid.UUID, DatasetInfo] = OrderedDict()
         self._cache_size = cache_size
+        self._found: dict[tuple[str, tuple[tuple[str, str], ...]], tuple[float, list]] = {}
+        self._run_cache: tuple[float, list[str]] | None = None
 
     @property
     def butler(self) -> Any:
@@ -153,7 +159,21 @@ class ImageRepository:
         )
 
     def find(self, dataset_type: str, data_id: dict[str, Any]) -> list[DatasetInfo]:
-        """Datasets of *dataset_type* matching the keys of *data_id* it has, in any collection."""
+        """Datasets of *dataset_type* matching the keys of *data_id* it has, in any RUN
+        collection; answers are kept for :attr:`FIND_TTL` seconds (a Butler query costs
+        ~0.1 s, and what the data preview holds changes only when it is rebuilt)."""
+        key = (dataset_type, tuple(sorted((k, str(v)) for k, v in data_id.items())))
+        now = time.monotonic()
+        cached = self._found.get(key)
+        if cached is not None and cached[0] > now:
+            return cached[1]
+        found = self._find(dataset_type, data_id)
+        if len(self._found) > 4 * self._cache_size:
+            self._found.clear()
+        self._found[key] = (now + self.FIND_TTL, found)
+        return found
+
+    def _find(self, dataset_type: str, data_id: dict[str, Any]) -> list[DatasetInfo]:
         butler = self.butler
         with self._lock:
             try:
@@ -188,7 +208,11 @@ class ImageRepository:
         """Every RUN collection (calibration collections would need a validity time)."""
         from lsst.daf.butler import CollectionType
 
-        return list(butler.collections.query("*", collection_types={CollectionType.RUN}))
+        now = time.monotonic()
+        if self._run_cache is None or self._run_cache[0] < now:
+            runs = list(butler.collections.query("*", collection_types={CollectionType.RUN}))
+            self._run_cache = (now + self.FIND_TTL, runs)
+        return self._run_cache[1]
 
     def calibrations(self, info: DatasetInfo) -> list[tuple[str, DatasetInfo]]:
         """(semantics, dataset) of the calibration frames that apply to *info*."""
