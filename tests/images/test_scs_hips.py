@@ -6,6 +6,7 @@ import io
 import subprocess
 
 import duckdb
+import httpx
 import numpy as np
 import pytest
 from astropy.io import fits
@@ -100,6 +101,23 @@ def test_stilts_cone(image_server, image_dataset, tokens, tmp_path):
     assert result.returncode == 0, result.stdout + result.stderr
     lines = (tmp_path / "out.csv").read_text().splitlines()
     assert "objectId" in lines[0] and len(lines) > 2
+
+    headers = {"Authorization": f"Bearer {tokens['alice']}"}
+    for name, params in [
+        ("full", {"RA": np.median(ra), "DEC": np.median(dec), "SR": 0.02, "VERB": 3}),
+        ("error", {"RA": 1, "DEC": 100, "SR": 1}),
+    ]:
+        document = tmp_path / f"{name}.xml"
+        document.write_bytes(
+            httpx.get(f"{image_server.api}/scs/cone", params=params, headers=headers).content
+        )
+        lint = subprocess.run(
+            ["stilts", "votlint", f"votable={document}"],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert lint.returncode == 0 and not lint.stdout.strip(), (name, lint.stdout)
 
 
 async def test_hips_survey(api, image_dataset):
