@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import secrets
+import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -19,7 +20,7 @@ from fastapi.responses import JSONResponse, RedirectResponse, Response
 from sciplat.config import Settings
 from sciplat.services.common.auth import WWW_AUTHENTICATE, AuthenticatedUser, HubTokenVerifier
 from sciplat.services.common.errors import ServiceError
-from sciplat.services.portal import firefly, handlers
+from sciplat.services.portal import firefly, handlers, plots
 from sciplat.services.portal.auth import STATE_COOKIE, LoginRequired, OAuthClient, SessionStore
 from sciplat.services.portal.channels import ChannelBus, ChannelSigner, channel_secret
 from sciplat.services.portal.images import ImageStore
@@ -29,6 +30,13 @@ from sciplat.services.portal.service import PortalService
 __all__ = ["PortalContext", "aladin_path", "create_app"]
 
 log = logging.getLogger("sciplat.services.portal")
+
+
+def _warm_plots() -> None:
+    try:
+        plots.warm_up()
+    except Exception:  # a failed warm-up only costs the first plot its compile time
+        log.exception("datashader warm-up failed")
 
 
 def aladin_path() -> Path | None:
@@ -59,10 +67,6 @@ class PortalContext:
         if response.status_code != 200:
             return []
         return [
-            line.split("=", 1)[1].strip()
-            for line in response.text.splitlines()
-            if line.startswith("creator_did") or line.startswith("ID ")
-        ] or [
             line.split("=", 1)[1].strip().rstrip("/").rsplit("/", 1)[-1]
             for line in response.text.splitlines()
             if line.startswith("hips_service_url")
@@ -115,6 +119,7 @@ def create_app(
             upload_dir=state_dir / "uploads",
             aladin_js=aladin_path(),
         )
+        threading.Thread(target=_warm_plots, name="portal-warm-up", daemon=True).start()
         try:
             yield
         finally:

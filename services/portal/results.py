@@ -224,6 +224,13 @@ class ResultCache:
                 raise UsageError(f"No column {sort!r} to sort on")
             order = f" ORDER BY {_quote(sort)} {'DESC' if descending else 'ASC'} NULLS LAST"
         with self._lock:
+            if not sort and not filters and (user, result_id) not in self._hot:
+                # Browsing in file order needs no load: read the page's row groups only.
+                table = self._db.execute(
+                    f"SELECT * FROM read_parquet(?) LIMIT {limit} OFFSET {offset}",
+                    [str(self.path(user, result_id))],
+                ).to_arrow_table()
+                return self._page_dict(result_id, offset, info.rows, info, table)
             rel = self._relation(user, result_id)
             try:
                 total = self._db.execute(f"SELECT count(*) FROM {rel}{where}", args).fetchone()[0]
@@ -232,6 +239,12 @@ class ResultCache:
                 ).to_arrow_table()
             except duckdb.Error as exc:
                 raise UsageError(f"Bad filter: {str(exc).splitlines()[0]}") from exc
+        return self._page_dict(result_id, offset, total, info, table)
+
+    @staticmethod
+    def _page_dict(
+        result_id: str, offset: int, total: int, info: ResultInfo, table: pa.Table
+    ) -> dict[str, Any]:
         rows = [list(r.values()) for r in table.to_pylist()]
         return {
             "id": result_id,

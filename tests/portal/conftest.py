@@ -8,6 +8,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from skydata import build_test_hips, star_field
 
 from sciplat.config import Settings
 from support.hub import TestHub, start_test_hub
@@ -22,6 +23,9 @@ def portal_hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestHub]:
 
     data = tmp_path_factory.mktemp("portal-data")
     build_sample_catalog(data / "dataset", objects=3000)
+    image = data / "field.fits"
+    star_field(image)
+    build_test_hips(data / "dataset", image)
     settings = Settings(data_dir=data)
     settings = settings.model_copy(
         update={"ports": settings.ports.model_copy(update={"portal": free_port()})}

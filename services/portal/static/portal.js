@@ -121,6 +121,7 @@ async function refreshResults(select) {
 $("results").onchange = () => openResult($("results").value);
 async function openResult(id) {
   S.result = await api(`/api/results/${id}`); S.offset = 0; S.sort = null; S.filters = []; S.selRow = null;
+  S.boxFilters = []; S.plot = null; const pc = $("plot"); pc.getContext("2d").clearRect(0, 0, pc.width, pc.height);
   $("result-meta").textContent = `${S.result.rows} rows` + (S.result.job_id ? `, job ${S.result.job_id}` : "");
   $("notebook").disabled = !S.result.job_id;
   const names = S.result.columns.map((c) => c.name);
@@ -350,7 +351,12 @@ $("sky-overlay").onclick = async () => {
     const o = await api(`/api/results/${S.result.id}/sky`, { filters: S.filters });
     const cat = S.A.catalog({ name: S.result.title, sourceSize: 8, color: "#00ff66" }); S.aladin.addCatalog(cat);
     cat.addSources(o.points.map(([ra, dec]) => S.A.source(ra, dec)));
-    if (o.points.length) S.aladin.gotoRaDec(o.points[0][0], o.points[0][1]);
+    if (o.points.length) {
+      const ras = o.points.map((q) => q[0]), decs = o.points.map((q) => q[1]);
+      const span = Math.max(Math.max(...ras) - Math.min(...ras), Math.max(...decs) - Math.min(...decs));
+      S.aladin.gotoRaDec((Math.max(...ras) + Math.min(...ras)) / 2, (Math.max(...decs) + Math.min(...decs)) / 2);
+      S.aladin.setFoV(Math.min(180, Math.max(0.05, span * 2.5)));
+    }
     $("sky-msg").textContent = `${o.points.length} sources overlaid`;
   } catch (e) { $("sky-msg").textContent = e.message; }
 };
