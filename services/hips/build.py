@@ -236,9 +236,11 @@ def build_hips(
     bands: Iterable[str] | None = None,
     binning: int = 2,
     level: int | None = None,
+    catalog: bool = True,
     progress: Progress | None = None,
 ) -> list[Path]:
-    """Build ``<dataset_root>/hips/<band>`` for every band (or *bands*) of the data preview.
+    """Build ``<dataset_root>/hips/<band>`` for every band (or *bands*) of the data preview,
+    and (*catalog*) the HiPS catalogue ``hips/object`` of ``dp1.Object``.
 
     This is what ``sciplat data build`` calls after the images are in the Butler.
     """
@@ -263,4 +265,9 @@ def build_hips(
                 progress=progress,
             )
         )
+    if catalog:
+        from sciplat.services.hips.catalog import build_hips_catalog
+
+        (progress or log.info)("HiPS catalogue of dp1.Object")
+        built.append(build_hips_catalog(dataset_root))
     return built

@@ -1,5 +1,6 @@
 """Serve the HiPS surveys under ``<dataset>/hips``: ``/hips/list`` (a HiPS list), and per survey
-``properties``, ``Norder3/Allsky.{png,fits}`` and ``NorderK/DirD/NpixN.{png,fits}``.
+``properties``, ``Norder3/Allsky.{png,fits}`` and ``NorderK/DirD/NpixN.{png,fits}`` (image
+surveys) or ``NorderK/DirD/NpixN.tsv`` (the Object catalogue).
 
 Paths are matched against the HiPS naming rules and the survey name against the directories
 that exist, so nothing outside the HiPS tree can be named. Tiles need ``custom:image:read``
@@ -23,9 +24,9 @@ __all__ = ["plugin", "survey_names"]
 
 IMAGE_SCOPE = "custom:image:read"
 _SURVEY = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
-_TILE = re.compile(r"^Norder(\d{1,2})/Dir(\d{1,9})/Npix(\d{1,12})\.(png|fits)$")
+_TILE = re.compile(r"^Norder(\d{1,2})/Dir(\d{1,9})/Npix(\d{1,12})\.(png|fits|tsv)$")
 _ALLSKY = re.compile(r"^Norder3/Allsky\.(png|fits)$")
-_MEDIA = {"png": "image/png", "fits": "application/fits"}
+_MEDIA = {"png": "image/png", "fits": "application/fits", "tsv": "text/tab-separated-values"}
 
 
 def _hips_dir(request: Request) -> Path:

@@ -44,14 +44,14 @@ class ImageServer:
 
 @pytest.fixture(scope="session")
 def image_dataset(request: pytest.FixtureRequest, tmp_path_factory) -> Path:
-    """The data preview (with a HiPS survey of band g)."""
+    """The data preview (with a HiPS survey of band g and the Object HiPS catalogue)."""
     from sciplat.services.hips.build import build_hips
 
     try:
         root = Path(request.getfixturevalue("tiny_dataset"))
     except pytest.FixtureLookupError:
         root = build_mini_dataset(tmp_path_factory.mktemp("images") / "dataset")
-    if not (root / "hips" / HIPS_BAND / "properties").exists():
+    if not all((root / "hips" / name / "properties").exists() for name in (HIPS_BAND, "object")):
         build_hips(root, bands=[HIPS_BAND], binning=4)
     return root
 

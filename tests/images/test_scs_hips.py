@@ -168,3 +168,25 @@ async def test_hips_refusals(api, tokens):
     assert (await api.get(f"{HIPS}/g/properties", headers={"Authorization": ""})).status_code == 401
     headers = {"Authorization": f"Bearer {tokens['tap_only']}"}
     assert (await api.get(f"{HIPS}/g/properties", headers=headers)).status_code == 403
+
+
+async def test_hips_catalogue(api, image_dataset):
+    props = await api.get(f"{HIPS}/object/properties")
+    assert props.status_code == 200
+    values = dict(
+        (k.strip(), v.strip()) for k, v in (line.split("=", 1) for line in props.text.splitlines())
+    )
+    assert values["dataproduct_type"] == "catalog" and values["hips_tile_format"] == "tsv"
+    ids: list[str] = []
+    root = image_dataset / "hips" / "object"
+    for tile in sorted(root.glob("Norder*/Dir*/Npix*.tsv")):
+        response = await api.get(f"{HIPS}/object/{tile.relative_to(root)}")
+        assert response.status_code == 200
+        assert response.headers["content-type"].startswith("text/tab-separated-values")
+        lines = response.text.splitlines()
+        assert lines[0].split("\t")[:3] == ["objectId", "coord_ra", "coord_dec"]
+        ids += [line.split("\t")[0] for line in lines[1:]]
+    # Every object appears exactly once across the orders.
+    assert len(ids) == len(set(ids)) == int(values["hips_cat_nrows"])
+    objects, _, _ = _objects(image_dataset)
+    assert set(map(int, ids)) == set(objects.tolist())
