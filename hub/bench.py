@@ -1,6 +1,7 @@
 """``sciplat bench spawn``: spawn-to-ready latency through the real hub, proxy and spawner.
 
-A spawn is timed from the REST ``POST /hub/api/users/<u>/server`` to the first 200 from
+A warm-up spawn (reported, not counted) comes first. A spawn is timed from the REST
+``POST /hub/api/users/<u>/server`` to the first 200 from
 ``/user/<u>/api/status`` through the proxy (the lab answering its user). Each spawn uses its
 own user, so the first-login work (Unix account, home) is included.
 """
@@ -143,7 +144,7 @@ def run_spawn_bench(
         tmp = Path(tempfile.mkdtemp(prefix="sciplat-bench-", dir="/var/tmp"))
         tmp.chmod(0o755)
         settings = ephemeral_settings(settings, tmp)
-    platform = Platform(settings, log_level="WARNING")
+    platform = Platform(settings, log_level="WARN")
     tag = f"{os.getpid() % 10000:04d}"
     seq_users = [f"bench{tag}-s{i:02d}" for i in range(sequential)]
     con_users = [f"bench{tag}-c{i:02d}" for i in range(concurrent)]
@@ -151,6 +152,8 @@ def run_spawn_bench(
         if ephemeral:
             say(f"starting a throw-away platform in {tmp}")
             platform.start(say=say, build_data=False)
+        say("warm-up spawn (not counted: it may wait for the image's lab zygote)")
+        warmup = asyncio.run(_phase(platform, [f"bench{tag}-w"], concurrent=False))
         say(f"{sequential} sequential spawns")
         seq = asyncio.run(_phase(platform, seq_users, concurrent=False))
         say(f"{concurrent} concurrent spawns")
@@ -158,11 +161,13 @@ def run_spawn_bench(
     finally:
         if ephemeral:
             platform.stop(say=say)
-            _remove_accounts(platform.settings, [*seq_users, *con_users])
+            _remove_accounts(platform.settings, [*seq_users, *con_users, f"bench{tag}-w"])
             shutil.rmtree(tmp, ignore_errors=True)
     return {
         "benchmark": "spawn",
         "cpus": os.cpu_count(),
+        "load_average_1m": round(os.getloadavg()[0], 2),
+        "warmup_s": warmup["max_s"],
         "sequential": seq,
         "concurrent": con,
         "goal": {"p50_s": 3.0, "p95_s": 5.0, "failures": 0},

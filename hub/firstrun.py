@@ -7,6 +7,7 @@ can sign up as the admin first) and returned once for `sciplat up` to print.
 
 from __future__ import annotations
 
+import logging
 import secrets
 
 from sciplat.config import Settings
@@ -27,6 +28,7 @@ def ensure_first_admin(settings: Settings) -> tuple[str, str | None] | None:
     from jupyterhub import orm
     from nativeauthenticator.orm import UserInfo
 
+    logging.getLogger("alembic").setLevel(logging.WARNING)  # schema stamping is not news
     username = settings.hub.admin_users[0]
     settings.hub_state_dir.mkdir(parents=True, exist_ok=True)
     settings.hub_state_dir.chmod(0o700)

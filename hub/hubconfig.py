@@ -8,6 +8,7 @@ custom scopes and ``c.Spawner.environment`` entries.
 
 from __future__ import annotations
 
+import asyncio
 import importlib
 import logging
 import secrets
@@ -146,6 +147,7 @@ def _configure_spawner(c: Any, settings: Settings, sfile: Path) -> None:
         "logs_dir": str(settings.run_dir / "labs"),
     }
     c.SciplatSpawner.datasets = dataset_descriptions(settings)
+    _schedule_prewarm(settings, dict(c.SciplatSpawner.backend_config))
     c.Spawner.default_url = "/lab"
     c.Spawner.start_timeout = settings.hub.start_timeout
     c.Spawner.http_timeout = settings.hub.start_timeout
@@ -155,6 +157,36 @@ def _configure_spawner(c: Any, settings: Settings, sfile: Path) -> None:
     # The spawner limits *running* named servers per the groups' quotas, whoever asks.
     c.JupyterHub.named_server_limit_per_user = 0
     c.JupyterHub.concurrent_spawn_limit = 50
+
+
+def _schedule_prewarm(settings: Settings, backend_config: dict[str, Any]) -> None:
+    """Once the hub runs, let the backend prepare the default image (its lab zygote).
+
+    JupyterHub loads its configuration inside its event loop; outside one (a test rendering
+    the configuration) nothing is scheduled.
+    """
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:
+        return
+    from sciplat.hub.spawner import SciplatSpawner
+    from sciplat.images.catalog import ImageCatalog
+
+    image = ImageCatalog(settings.images).default()
+    hub_log = logging.getLogger("JupyterHub")
+
+    def start() -> None:
+        task = asyncio.ensure_future(
+            SciplatSpawner.prewarm("local", backend_config, image, hub_log)
+        )
+        _PREWARM_TASKS.add(task)
+        task.add_done_callback(_PREWARM_TASKS.discard)
+
+    loop.call_later(1.0, start)
+
+
+#: Keeps the prewarm tasks referenced until they finish.
+_PREWARM_TASKS: set[asyncio.Task] = set()
 
 
 def dataset_descriptions(settings: Settings) -> dict[str, dict[str, Any]]:

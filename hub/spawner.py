@@ -133,6 +133,19 @@ class SciplatSpawner(Spawner):
             self.backend_instance = self._backends[key]
         return self.backend_instance
 
+    @classmethod
+    async def prewarm(
+        cls, backend: str, backend_config: dict[str, Any], image: Any, log: Any
+    ) -> None:
+        """Let the backend prepare *image* before the first spawn (the local one forks labs
+        from a per-image zygote that takes a few seconds to start)."""
+        key = (backend, tuple(sorted(backend_config.items())))
+        if key not in cls._backends:
+            cls._backends[key] = backend_class(backend)(log=log, **backend_config)
+        prepare = getattr(cls._backends[key], "prewarm", None)
+        if prepare is not None:
+            await prepare(image)
+
     def _groups(self) -> list[str]:
         return [g.name for g in self.user.groups]
 

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import psutil
-from traitlets import Float, Integer, Unicode, default
+from traitlets import Bool, Float, Integer, Unicode, default
 
 from sciplat.hub import labprep
 from sciplat.hub.accounts import Account, AccountManager, current_account
@@ -33,6 +33,8 @@ from sciplat.hub.backends import LabSpec, ProgressFn, SpawnerBackend
 from sciplat.hub.errors import LabStartError, SciplatSpawnError
 from sciplat.hub.labprep import DISCOVERY_PATH, prepare_home
 from sciplat.hub.limits import Limiter, LimitHandle
+from sciplat.hub.zygote import Zygote
+from sciplat.images.catalog import LabImage
 
 __all__ = ["LocalBackend"]
 
@@ -66,6 +68,19 @@ class LocalBackend(SpawnerBackend):
         5.0, help="Seconds a lab gets to shut down after SIGTERM before it is killed."
     ).tag(config=True)
 
+    use_zygote = Bool(
+        True,
+        help="""Fork labs from a per-image zygote that has JupyterLab imported already.
+
+        Saves ~2.5 s of CPU per lab start. Images whose zygote cannot start (no sciplat in
+        them, a broken environment) fall back to starting the lab directly.
+
+        Example::
+
+            c.LocalBackend.use_zygote = False
+        """,
+    ).tag(config=True)
+
     cgroup_root = Unicode(
         "/sys/fs/cgroup", help="Mount point of the cgroup hierarchies (v1 or v2)."
     ).tag(config=True)
@@ -80,6 +95,7 @@ class LocalBackend(SpawnerBackend):
         self.accounts = AccountManager(Path(self.homes_dir))
         self.limiter = Limiter(Path(self.cgroup_root))
         self._procs: dict[int, subprocess.Popen] = {}
+        self._zygotes: dict[str, Zygote] = {}
         if not self.is_root and "single-uid" not in _WARNED:
             _WARNED.add("single-uid")
             self.log.warning(
@@ -115,11 +131,11 @@ class LocalBackend(SpawnerBackend):
         yield dict(state)
 
         progress(40, f"Starting JupyterLab from image {spec.options.image.name!r}")
-        proc, log_path = self._launch(spec, account, limits)
-        state.update(pid=proc.pid, create_time=_create_time(proc.pid), log=str(log_path))
+        pid, log_path = await self._launch(spec, account, limits)
+        state.update(pid=pid, create_time=_create_time(pid), log=str(log_path))
         yield dict(state)
 
-        await self._wait_listening(proc, spec.port, log_path, progress)
+        await self._wait_listening(pid, spec.port, log_path, progress)
         progress(90, "JupyterLab is listening; connecting it to the hub")
         state["url"] = f"http://127.0.0.1:{spec.port}"
         yield state
@@ -160,9 +176,9 @@ class LocalBackend(SpawnerBackend):
             )
         return result
 
-    def _launch(
+    async def _launch(
         self, spec: LabSpec, account: Account, limits: LimitHandle
-    ) -> tuple[subprocess.Popen, Path]:
+    ) -> tuple[int, Path]:
         logs = Path(self.logs_dir)
         logs.mkdir(parents=True, exist_ok=True)
         os.chmod(logs, 0o700)
@@ -176,6 +192,30 @@ class LocalBackend(SpawnerBackend):
             SCIPLAT_DISCOVERY=str(account.home / DISCOVERY_PATH),
         )
         switch = self.is_root and account.uid != os.getuid()
+        self._write_log_header(log_path, spec)
+        zygote = await self._zygote(spec.options.image)
+        if zygote is not None:
+            pid = await zygote.fork(
+                {
+                    "log": str(log_path),
+                    "limits": limits.to_state(),
+                    "uid": account.uid,
+                    "gid": account.gid,
+                    "user": account.name,
+                    "cwd": str(account.home),
+                    "env": env,
+                    "args": spec.args,
+                }
+            )
+            if pid is not None:
+                self.log.info(
+                    "Started lab %s as %s from the %s zygote (pid %d)",
+                    spec.key,
+                    account.name,
+                    spec.options.image.name,
+                    pid,
+                )
+                return pid, log_path
 
         def preexec() -> None:
             limits.enter()
@@ -187,9 +227,7 @@ class LocalBackend(SpawnerBackend):
 
         cmd = [*spec.options.image.lab_command(), *spec.args]
         self.log.info("Starting lab %s as %s: %s", spec.key, account.name, " ".join(cmd))
-        with open(log_path, "wb") as log:
-            log.write(f"--- {time.strftime('%Y-%m-%dT%H:%M:%S')} {' '.join(cmd)}\n".encode())
-            log.flush()
+        with open(log_path, "ab") as log:
             try:
                 proc = subprocess.Popen(
                     cmd,
@@ -209,16 +247,17 @@ class LocalBackend(SpawnerBackend):
                     f"({cmd[0]})."
                 ) from exc
         self._procs[proc.pid] = proc
-        return proc, log_path
+        return proc.pid, log_path
 
     async def _wait_listening(
-        self, proc: subprocess.Popen, port: int, log_path: Path, progress: ProgressFn
+        self, pid: int, port: int, log_path: Path, progress: ProgressFn
     ) -> None:
         """Return once the lab accepts connections; raise with its log if it exits first."""
         started = time.monotonic()
-        announced = 40
+        next_note = 5.0
         while True:
-            status = proc.poll()
+            proc = self._procs.get(pid)
+            status = proc.poll() if proc is not None else (None if _alive(pid) else "unknown")
             if status is not None:
                 raise LabStartError(
                     f"Your lab exited during start-up (exit status {status}).",
@@ -227,10 +266,33 @@ class LocalBackend(SpawnerBackend):
             if await _port_open(port):
                 return
             elapsed = time.monotonic() - started
-            if elapsed > 2 * (announced - 38) and announced < 85:
-                announced += 5
-                progress(announced, f"Waiting for JupyterLab to listen ({elapsed:.0f} s)")
+            if elapsed > next_note:
+                progress(min(85, 50 + int(elapsed)), f"Waiting for JupyterLab ({elapsed:.0f} s)")
+                next_note += 5.0
             await asyncio.sleep(0.05)
+
+    def _write_log_header(self, log_path: Path, spec: LabSpec) -> None:
+        fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as log:
+            log.write(
+                f"--- {time.strftime('%Y-%m-%dT%H:%M:%S')} lab {spec.key} "
+                f"image {spec.options.image.name} size {spec.options.size.name}\n"
+            )
+
+    async def prewarm(self, image: LabImage) -> None:
+        """Start *image*'s zygote now, so the first spawn does not wait for it."""
+        await self._zygote(image)
+
+    async def _zygote(self, image: LabImage) -> Zygote | None:
+        """The ready zygote of *image*, started on first use; None to start labs directly."""
+        if not self.use_zygote:
+            return None
+        zygote = self._zygotes.get(str(image.prefix))
+        if zygote is None:
+            log = Path(self.logs_dir) / f"zygote-{image.name}.log"
+            zygote = Zygote(image.python, log, self.log)
+            self._zygotes[str(image.prefix)] = zygote
+        return zygote if await zygote.ready() else None
 
     def log_tail(self, log_path: Path) -> str:
         try:
