@@ -85,14 +85,12 @@ def _parsed(sql: str) -> exp.Expr:
 
 
 def _template(sql: str, **args: exp.Expr) -> exp.Expr:
-    tree = _parsed(sql)
-
-    def fill(node: exp.Expr) -> exp.Expr:
-        if isinstance(node, exp.Column) and not node.table and node.name in args:
-            return exp.Paren(this=args[node.name].copy())
-        return node
-
-    return tree.transform(fill)
+    """*sql* (parsed once) with its bare columns replaced by copies of *args*."""
+    tree = _parsed(sql).copy()
+    for column in list(tree.find_all(exp.Column)):
+        if not column.table and column.name in args:
+            column.replace(exp.Paren(this=args[column.name].copy()))
+    return tree
 
 
 def _constant(node: exp.Expr, what: str) -> float:

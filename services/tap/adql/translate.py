@@ -443,9 +443,10 @@ def _apply_limit(tree: exp.Query, maxrec: int | None) -> tuple[exp.Query, int | 
         limit.set("expression", exp.Literal.number(wanted))
         return tree, wanted
     if isinstance(tree, exp.SetOperation):
-        wrapped = exp.select("*").from_(tree.subquery("tap_result")).limit(wanted)
+        wrapped = exp.select("*").from_(tree.subquery("tap_result", copy=False), copy=False)
+        wrapped = wrapped.limit(wanted, copy=False)
         return wrapped, wanted
-    return tree.limit(wanted), wanted
+    return tree.limit(wanted, copy=False), wanted
 
 
 def translate(
@@ -521,7 +522,8 @@ def translate(
     for projection, spec in zip(outer.expressions, fields, strict=True):
         body = projection.this if isinstance(projection, exp.Alias) else projection
         renamed[projection.alias_or_name] = spec.name
-        projection.replace(exp.alias_(body.copy(), exp.to_identifier(spec.name, quoted=True)))
+        alias = exp.alias_(body.pop(), exp.to_identifier(spec.name, quoted=True), copy=False)
+        projection.replace(alias)
     order = tree.args.get("order")
     if order is not None:
         for column in order.find_all(exp.Column):
