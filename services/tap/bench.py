@@ -36,27 +36,19 @@ _TOKEN = "bench-token"
 _FORMATS = ["votable", "votable/td", "csv", "tsv", "fits", "parquet"]
 
 
-@contextlib.contextmanager
-def serve_tap(settings: Settings, *, hub_api_url: str | None = None) -> Iterator[str]:
-    """Run the API service with only the TAP plugin in a thread on a free loopback port; yields
-    the TAP base URL. Tokens are checked by the hub at *hub_api_url*, or - without a hub, for
-    benchmarks - only the bench token is accepted."""
-    import uvicorn
-
+def build_app(settings: Settings, public: str, hub_api_url: str | None):
+    """The API service with only the TAP plugin. Without *hub_api_url* only the bench token is
+    accepted (benchmarks run without a hub)."""
     from sciplat.services.app import create_app, load_plugins
     from sciplat.services.common.auth import AuthenticatedUser, HubTokenVerifier
-    from sciplat.services.tap.pgcluster import free_port
+    from sciplat.services.common.errors import AuthenticationError
 
     class BenchVerifier(HubTokenVerifier):
         async def verify(self, token: str) -> AuthenticatedUser:
             if token != _TOKEN:
-                from sciplat.services.common.errors import AuthenticationError
-
                 raise AuthenticationError("Invalid or expired token")
             return AuthenticatedUser("bench", frozenset({"custom:tap:read"}), ("staff",))
 
-    port = free_port()
-    public = f"http://127.0.0.1:{port}/services/api"
     app = create_app(
         settings,
         prefix="/services/api",
@@ -73,8 +65,20 @@ def serve_tap(settings: Settings, *, hub_api_url: str | None = None) -> Iterator
                 context.verifier = BenchVerifier("http://unused", http=context.http)
             return await call_next(request)
 
-    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning")
-    server = uvicorn.Server(config)
+    return app
+
+
+@contextlib.contextmanager
+def serve_tap(settings: Settings, *, hub_api_url: str | None = None) -> Iterator[str]:
+    """Run the TAP-only API service in a thread on a free loopback port; yields the TAP URL."""
+    import uvicorn
+
+    from sciplat.services.tap.pgcluster import free_port
+
+    port = free_port()
+    public = f"http://127.0.0.1:{port}/services/api"
+    app = build_app(settings, public, hub_api_url)
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 120
@@ -87,6 +91,54 @@ def serve_tap(settings: Settings, *, hub_api_url: str | None = None) -> Iterator
     finally:
         server.should_exit = True
         thread.join(timeout=30)
+
+
+@contextlib.contextmanager
+def serve_tap_process(settings: Settings) -> Iterator[str]:
+    """The same in a separate process, so the benchmark's clients do not share its GIL."""
+    import subprocess
+    import sys
+
+    from sciplat.services.tap.pgcluster import free_port
+
+    port = free_port()
+    spec = Path(tempfile.mkdtemp(prefix="sciplat-bench-")) / "settings.json"
+    spec.write_text(settings.model_dump_json())
+    process = subprocess.Popen(
+        [sys.executable, "-m", "sciplat.services.tap.bench", str(spec), str(port)]
+    )
+    url = f"http://127.0.0.1:{port}/services/api/tap"
+    try:
+        deadline = time.monotonic() + 180
+        while True:
+            if process.poll() is not None:
+                raise RuntimeError("the TAP service process exited")
+            try:
+                if httpx.get(f"{url}/availability", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError("the TAP service did not start")
+            time.sleep(0.2)
+        yield url
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def _serve_main(spec: str, port: str) -> None:
+    import uvicorn
+
+    settings = Settings.model_validate_json(Path(spec).read_text())
+    public = f"http://127.0.0.1:{port}/services/api"
+    uvicorn.run(
+        build_app(settings, public, None), host="127.0.0.1", port=int(port), log_level="warning"
+    )
 
 
 def _client() -> httpx.Client:
@@ -158,19 +210,43 @@ def _async_once(client: httpx.Client, url: str) -> None:
 
 
 def _streaming(client: httpx.Client, url: str, rows: int) -> dict[str, Any]:
+    """Rows/s per format; the body is read by curl when available (a C client, so the number
+    is the server's, not Python's)."""
+    import shutil
+    import subprocess
+
     query = f"SELECT TOP {rows} objectId, coord_ra, coord_dec, g_psfFlux FROM dp1.Object"
+    curl = shutil.which("curl")
     results = {}
     for fmt in _FORMATS:
+        params = {"QUERY": query, "RESPONSEFORMAT": fmt, "MAXREC": str(rows)}
         started = time.perf_counter()
-        size = 0
-        with client.stream(
-            "GET",
-            f"{url}/sync",
-            params={"QUERY": query, "RESPONSEFORMAT": fmt, "MAXREC": str(rows)},
-        ) as response:
-            response.raise_for_status()
-            for chunk in response.iter_bytes():
-                size += len(chunk)
+        if curl:
+            full = str(httpx.URL(f"{url}/sync", params=params))
+            done = subprocess.run(
+                [
+                    curl,
+                    "-sS",
+                    "-f",
+                    "-o",
+                    "/dev/null",
+                    "-w",
+                    "%{size_download}",
+                    "-H",
+                    f"Authorization: Bearer {_TOKEN}",
+                    full,
+                ],
+                capture_output=True,
+                text=True,
+                check=True,
+            )
+            size = int(float(done.stdout.strip() or 0))
+        else:
+            size = 0
+            with client.stream("GET", f"{url}/sync", params=params) as response:
+                response.raise_for_status()
+                for chunk in response.iter_bytes():
+                    size += len(chunk)
         elapsed = time.perf_counter() - started
         results[fmt] = {
             "rows_per_s": round(rows / elapsed),
@@ -238,10 +314,16 @@ def run_benchmark(
                 )
             settings = Settings(data_dir=root / "data", catalog=catalog)
             try:
-                with serve_tap(settings) as url:
+                with serve_tap_process(settings) as url:
                     progress(f"measuring {backend}")
                     report["backends"][backend] = _measure(url, rows, seconds, progress)
             finally:
                 if cluster is not None:
                     cluster.stop()
     return report
+
+
+if __name__ == "__main__":
+    import sys
+
+    _serve_main(*sys.argv[1:3])
