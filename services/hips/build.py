@@ -132,7 +132,8 @@ def _allsky(directory: Path, tile_size: int, cut: tuple[float, float], cmap: str
     for tile in order_dir.glob("Dir*/Npix*.fits"):
         index = int(tile.stem[4:])
         data = fits.getdata(tile).astype(np.float32)
-        with np.errstate(all="ignore"):
+        with warnings.catch_warnings():  # blank blocks average to NaN
+            warnings.simplefilter("ignore", RuntimeWarning)
             small = block_reduce(data, factor, func=np.nanmean) if factor > 1 else data
         row, col = divmod(index, ALLSKY_COLUMNS)
         # Tiles sit top-down in the PNG orientation; FITS keeps them bottom-up inside.
