@@ -10,7 +10,9 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import threading
 import time
+import weakref
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -187,25 +189,46 @@ class TapService:
         user: str,
         started: float,
     ) -> Iterator[bytes]:
-        """The response body; releases the user's slot and logs the query when done."""
-        status = "ERROR"
-        try:
-            yield from request.format.write(stream)
-            status = (
-                "ERROR" if stream.rows.error else ("OVERFLOW" if stream.rows.overflow else "OK")
-            )
-        finally:
-            self.quota.release(user)
-            self.record(
-                user,
-                "sync",
-                request.query,
-                started,
-                status=status,
-                rows=stream.rows.rows,
-                fmt=request.format.name,
-                message=stream.rows.error,
-            )
+        """The response body; releases the user's slot and logs the query when done.
+
+        The slot is also released if the body is never read (the client went away before the
+        response started): a generator that never ran does not run its ``finally``.
+        """
+        released = threading.Event()
+
+        def release() -> None:
+            if not released.is_set():
+                released.set()
+                self.quota.release(user)
+
+        def body() -> Iterator[bytes]:
+            status = "ERROR"
+            try:
+                yield from request.format.write(stream)
+                status = (
+                    "ERROR" if stream.rows.error else ("OVERFLOW" if stream.rows.overflow else "OK")
+                )
+            finally:
+                release()
+                self._record_sync(user, request, started, status, stream)
+
+        generator = body()
+        weakref.finalize(generator, release)
+        return generator
+
+    def _record_sync(
+        self, user: str, request: TapRequest, started: float, status: str, stream: ResultStream
+    ) -> None:
+        self.record(
+            user,
+            "sync",
+            request.query,
+            started,
+            status=status,
+            rows=stream.rows.rows,
+            fmt=request.format.name,
+            message=stream.rows.error,
+        )
 
     # async jobs ----------------------------------------------------------------------------------
     async def run_job(self, job: Job, directory: Path, token: CancelToken) -> list[JobResult]:

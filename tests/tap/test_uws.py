@@ -131,3 +131,37 @@ async def test_sync_over_quota_is_429(tmp_path: Path) -> None:
             )
     assert response.status_code == 429
     assert "QUERY_STATUS" in response.text and "most your groups allow" in response.text
+
+
+def test_sync_slot_released_even_if_body_never_read(sample_catalog, tmp_path: Path) -> None:
+    import gc
+
+    from sciplat.services.common.params import DaliParams
+    from sciplat.services.tap.history import QueryHistory
+    from sciplat.services.tap.services import TapService, parse_request
+
+    settings = Settings(data_dir=tmp_path)
+    service = TapService(
+        sample_catalog,
+        settings,
+        history=QueryHistory(tmp_path / "history.sqlite3"),
+        quota=QueryQuota(settings),
+        public_url="http://x/tap",
+    )
+    request = parse_request(
+        DaliParams([("query", "SELECT TOP 3 objectId FROM dp1.Object"), ("format", "csv")]),
+        settings,
+    )
+    service.quota.acquire("alice", ())
+    body = service.sync_body(service.open(request, {}, timeout=None), request, "alice", 0.0)
+    assert service.quota.running("alice") == 1
+    del body
+    gc.collect()
+    assert service.quota.running("alice") == 0
+    service.quota.acquire("alice", ())
+    text = b"".join(
+        service.sync_body(service.open(request, {}, timeout=None), request, "alice", time.time())
+    )
+    assert text.count(b"\n") == 4 and service.quota.running("alice") == 0
+    entry = service.history.list("alice")[0]
+    assert entry.rows == 3 and entry.status == "OK" and entry.format == "csv"
