@@ -141,8 +141,20 @@ def _serve_main(spec: str, port: str) -> None:
     )
 
 
-def _client() -> httpx.Client:
-    return httpx.Client(headers={"Authorization": f"Bearer {_TOKEN}"}, timeout=600)
+_HEADERS = {"Authorization": f"Bearer {_TOKEN}"}
+#: RESPONSEFORMAT values of our service, and of DaCHS for the same formats.
+OUR_FORMATS = {name: name for name in _FORMATS}
+DACHS_FORMATS = {
+    "votable": "votable/b2",
+    "votable/td": "votable/td",
+    "csv": "text/csv",
+    "tsv": "text/tab-separated-values",
+    "fits": "fits",
+}
+
+
+def _client(headers: dict[str, str] | None = None) -> httpx.Client:
+    return httpx.Client(headers=_HEADERS if headers is None else headers, timeout=600)
 
 
 def _cone_query(rng: random.Random) -> str:
@@ -154,14 +166,16 @@ def _cone_query(rng: random.Random) -> str:
     )
 
 
-def _throughput(url: str, clients: int, seconds: float) -> dict[str, Any]:
+def _throughput(
+    url: str, clients: int, seconds: float, headers: dict[str, str] | None = None
+) -> dict[str, Any]:
     latencies: list[float] = []
     lock = threading.Lock()
     stop = time.monotonic() + seconds
 
     def worker(seed: int) -> None:
         rng = random.Random(seed)
-        with _client() as client:
+        with _client(headers) as client:
             while time.monotonic() < stop:
                 started = time.perf_counter()
                 response = client.get(f"{url}/sync", params={"QUERY": _cone_query(rng)})
@@ -209,7 +223,13 @@ def _async_once(client: httpx.Client, url: str) -> None:
     raise RuntimeError("async job did not complete")
 
 
-def _streaming(client: httpx.Client, url: str, rows: int) -> dict[str, Any]:
+def _streaming(
+    client: httpx.Client,
+    url: str,
+    rows: int,
+    formats: dict[str, str],
+    headers: dict[str, str],
+) -> dict[str, Any]:
     """Rows/s per format; the body is read by curl when available (a C client, so the number
     is the server's, not Python's)."""
     import shutil
@@ -218,8 +238,8 @@ def _streaming(client: httpx.Client, url: str, rows: int) -> dict[str, Any]:
     query = f"SELECT TOP {rows} objectId, coord_ra, coord_dec, g_psfFlux FROM dp1.Object"
     curl = shutil.which("curl")
     results = {}
-    for fmt in _FORMATS:
-        params = {"QUERY": query, "RESPONSEFORMAT": fmt, "MAXREC": str(rows)}
+    for fmt, value in formats.items():
+        params = {"QUERY": query, "RESPONSEFORMAT": value, "MAXREC": str(rows)}
         started = time.perf_counter()
         if curl:
             full = str(httpx.URL(f"{url}/sync", params=params))
@@ -256,24 +276,41 @@ def _streaming(client: httpx.Client, url: str, rows: int) -> dict[str, Any]:
     return results
 
 
-def _measure(url: str, rows: int, seconds: float, progress: Callable[[str], None]) -> dict:
+def _measure(
+    url: str,
+    rows: int,
+    seconds: float,
+    progress: Callable[[str], None],
+    *,
+    formats: dict[str, str] = OUR_FORMATS,
+    headers: dict[str, str] | None = None,
+) -> dict:
+    headers = _HEADERS if headers is None else headers
     result: dict[str, Any] = {}
-    with _client() as client:
+    with _client(headers) as client:
         progress("warm-up")
-        client.get(f"{url}/sync", params={"QUERY": _cone_query(random.Random(0))})
+        client.get(
+            f"{url}/sync",
+            params={"QUERY": _cone_query(random.Random(0)), "REQUEST": "doQuery", "LANG": "ADQL"},
+        )
         progress("cone search throughput")
-        result["cone"] = [_throughput(url, n, seconds) for n in (1, 4, 8)]
+        result["cone"] = [_throughput(url, n, seconds, headers) for n in (1, 4, 8)]
         progress("sync latency")
         result["sync_latency"] = _timed(
             30,
             lambda: client.get(
-                f"{url}/sync", params={"QUERY": "SELECT TOP 1 objectId FROM dp1.Object"}
+                f"{url}/sync",
+                params={
+                    "QUERY": "SELECT TOP 1 objectId FROM dp1.Object",
+                    "REQUEST": "doQuery",
+                    "LANG": "ADQL",
+                },
             ).raise_for_status(),
         )
         progress("async floor")
         result["async_floor"] = _timed(15, lambda: _async_once(client, url))
         progress("streaming")
-        result["stream"] = _streaming(client, url, min(rows, 1_000_000))
+        result["stream"] = _streaming(client, url, min(rows, 1_000_000), formats, headers)
     return result
 
 
@@ -282,6 +319,7 @@ def run_benchmark(
     *,
     backends: tuple[str, ...] = ("duckdb",),
     seconds: float = 10.0,
+    vs_dachs: bool = False,
     progress: Callable[[str], None] = lambda _: None,
 ) -> dict[str, Any]:
     """Build the catalog, serve it, measure; returns the JSON-able report."""
@@ -320,6 +358,14 @@ def run_benchmark(
             finally:
                 if cluster is not None:
                     cluster.stop()
+        if vs_dachs:
+            from sciplat.services.tap.dachs import dachs_server
+
+            with dachs_server(path, progress) as url:
+                progress("measuring DaCHS")
+                report["backends"]["dachs"] = _measure(
+                    url, rows, seconds, progress, formats=DACHS_FORMATS, headers={}
+                )
     return report
 
 

@@ -24,9 +24,37 @@ DACHS_REFERENCE = {
 }
 
 
+def _measured_ratios(report: dict) -> dict:
+    """Ours against DaCHS measured in the same run."""
+    dachs = report["backends"].get("dachs")
+    if dachs is None:
+        return {}
+    best_dachs = max(c["req_per_s"] for c in dachs["cone"])
+    ratios = {}
+    for backend, result in report["backends"].items():
+        if backend == "dachs":
+            continue
+        ratios[backend] = {
+            "cone_throughput": round(max(c["req_per_s"] for c in result["cone"]) / best_dachs, 1),
+            "sync_latency": round(
+                dachs["sync_latency"]["median_ms"] / result["sync_latency"]["median_ms"], 1
+            ),
+            "async_floor": round(
+                dachs["async_floor"]["median_ms"] / result["async_floor"]["median_ms"], 1
+            ),
+            "stream": {
+                fmt: round(result["stream"][fmt]["rows_per_s"] / s["rows_per_s"], 1)
+                for fmt, s in dachs["stream"].items()
+            },
+        }
+    return ratios
+
+
 def _ratios(report: dict) -> dict:
     ratios = {}
     for backend, result in report["backends"].items():
+        if backend == "dachs":
+            continue
         best = max(c["req_per_s"] for c in result["cone"])
         ratios[backend] = {
             "sync_throughput_vs_dachs": round(best / DACHS_REFERENCE["tap_sync_req_per_s"], 1),
@@ -60,15 +88,14 @@ def register(cli: click.Group) -> None:
         """TAP cone throughput (1/4/8 clients), sync latency, async floor, rows/s per format."""
         from sciplat.services.tap.bench import run_benchmark
 
-        if vs_dachs:
-            raise click.UsageError(
-                "--vs-dachs is not implemented yet: the report compares against the DaCHS "
-                "figures measured on this machine class (see 'dachs_reference' in the output)"
-            )
         progress = (lambda _: None) if as_json else (lambda m: click.echo(f"... {m}", err=True))
-        report = run_benchmark(rows, backends=tuple(backends), seconds=seconds, progress=progress)
+        report = run_benchmark(
+            rows, backends=tuple(backends), seconds=seconds, vs_dachs=vs_dachs, progress=progress
+        )
         report["dachs_reference"] = DACHS_REFERENCE
         report["ratios_vs_dachs_reference"] = _ratios(report)
+        if vs_dachs:
+            report["ratios_vs_dachs_same_run"] = _measured_ratios(report)
         if as_json:
             click.echo(json.dumps(report, indent=2))
             return
@@ -84,3 +111,5 @@ def register(cli: click.Group) -> None:
             for fmt, s in result["stream"].items():
                 click.echo(f"  stream {fmt}: {s['rows_per_s']:,} rows/s")
         click.echo(json.dumps(report["ratios_vs_dachs_reference"], indent=2))
+        if vs_dachs:
+            click.echo(json.dumps(report["ratios_vs_dachs_same_run"], indent=2))

@@ -1,0 +1,121 @@
+"""GAVO DaCHS on the benchmark's table, for ``sciplat bench tap --vs-dachs``.
+
+Follows the recipe in the project's reference notes: the Debian package ``gavodachs2-server``
+(installed on demand; its post-install needs the ``main`` PostgreSQL 15 cluster running), a
+resource descriptor with a q3c-indexed table importing a CSV export of the same rows, then
+``dachs serve start`` (TAP at http://localhost:8080/tap). Everything started is stopped again.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import duckdb
+import httpx
+
+__all__ = ["dachs_server"]
+
+URL = "http://localhost:8080/tap"
+RESOURCE = "sciplatbench"
+
+_RD = """<resource schema="dp1">
+  <meta name="title">sciplat benchmark objects</meta>
+  <meta name="description">The synthetic Object table sciplat's TAP benchmark uses.</meta>
+  <meta name="creationDate">2026-01-01T00:00:00Z</meta>
+  <meta name="subject">benchmark</meta>
+  <meta name="creator.name">sciplat</meta>
+  <table id="object" onDisk="True" adql="True" mixin="//scs#q3cindex">
+    <column name="objectId" type="bigint" ucd="meta.id;meta.main" required="True"/>
+    <column name="coord_ra" type="double precision" unit="deg" ucd="pos.eq.ra;meta.main"/>
+    <column name="coord_dec" type="double precision" unit="deg" ucd="pos.eq.dec;meta.main"/>
+    <column name="g_psfFlux" type="real" unit="nJy" ucd="phot.flux"/>
+  </table>
+  <data id="import">
+    <sources>object.csv</sources>
+    <csvGrammar/>
+    <make table="object"/>
+  </data>
+</resource>
+"""
+
+
+def _run(args: list[str], **kwargs) -> subprocess.CompletedProcess:
+    return subprocess.run(args, check=True, capture_output=True, text=True, **kwargs)
+
+
+def _main_cluster_running() -> bool:
+    out = subprocess.run(["pg_lsclusters", "-h"], capture_output=True, text=True).stdout
+    return any(line.split()[:2] == ["15", "main"] and "online" in line for line in out.splitlines())
+
+
+def _install(progress: Callable[[str], None]) -> None:
+    if shutil.which("dachs"):
+        return
+    if os.geteuid() != 0:
+        raise RuntimeError("installing gavodachs2-server needs root (apt-get)")
+    progress("installing gavodachs2-server (apt-get)")
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    _run(["apt-get", "install", "-y", "-q", "gavodachs2-server"], env=env, timeout=1800)
+    _run(["dpkg", "--configure", "-a"], env=env, timeout=600)
+
+
+@contextlib.contextmanager
+def dachs_server(catalog: Path, progress: Callable[[str], None]) -> Iterator[str]:
+    """DaCHS serving ``dp1.Object`` from the DuckDB *catalog*; yields its TAP URL."""
+    started_cluster = False
+    if not _main_cluster_running():
+        _run(["pg_ctlcluster", "15", "main", "start"], timeout=120)
+        started_cluster = True
+    try:
+        _install(progress)
+        inputs = Path(os.environ.get("GAVO_INPUTSDIR", "/var/gavo/inputs")) / RESOURCE
+        inputs.mkdir(parents=True, exist_ok=True)
+        progress("exporting the table for DaCHS")
+        con = duckdb.connect(str(catalog), read_only=True)
+        try:
+            con.execute(
+                'COPY (SELECT objectId, coord_ra, coord_dec, g_psfFlux FROM dp1."Object") '
+                f"TO '{inputs / 'object.csv'}' (HEADER, DELIMITER ',')"
+            )
+        finally:
+            con.close()
+        (inputs / "q.rd").write_text(_RD)
+        if _has_user("gavo"):
+            shutil.chown(inputs, "gavo", "gavo")
+        progress("dachs imp (q3c index)")
+        _run(["dachs", "imp", f"{RESOURCE}/q"], timeout=3600)
+        _run(["dachs", "serve", "start"], timeout=120)
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                if httpx.get(f"{URL}/availability", timeout=5).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError("DaCHS did not start")
+            time.sleep(1)
+        try:
+            yield URL
+        finally:
+            subprocess.run(["dachs", "serve", "stop"], capture_output=True, timeout=120)
+            subprocess.run(["dachs", "drop", f"{RESOURCE}/q"], capture_output=True, timeout=300)
+    finally:
+        if started_cluster:
+            subprocess.run(["pg_ctlcluster", "15", "main", "stop"], capture_output=True)
+
+
+def _has_user(name: str) -> bool:
+    import pwd
+
+    try:
+        pwd.getpwnam(name)
+    except KeyError:
+        return False
+    return True
