@@ -2,13 +2,15 @@
 
 ``GET <prefix>/api/v1/admin/clusters`` (hub admins) lists all active clusters with their
 workers, cores and memory, the totals and the machine's capacity; ``sciplat admin clusters``
-and the hub's admin page read it. ``GET <prefix>/api/metrics`` serves Prometheus text to hub
+reads it, and ``GET <prefix>/admin`` shows it as a page for hub admins in a browser (linked
+from the hub's admin page). ``GET <prefix>/api/metrics`` serves Prometheus text to hub
 admins and to hub services granted the gateway's access scope (a Prometheus scraper).
 """
 
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from typing import Any
 
 from aiohttp import web
@@ -103,8 +105,19 @@ def _metrics(backend: Any) -> bytes:
     return generate_latest(registry)
 
 
-def install(app: web.Application, backend: Any) -> None:
-    """Add the admin listing and metrics routes to the gateway's web application."""
+def render_page(snapshot: dict[str, Any], prefix: str) -> str:
+    """The operator page (``templates/clusters.html``)."""
+    from jinja2 import Environment, FileSystemLoader, select_autoescape
+
+    env = Environment(
+        loader=FileSystemLoader(Path(__file__).parent / "templates"),
+        autoescape=select_autoescape(["html"]),
+    )
+    return env.get_template("clusters.html").render(prefix=prefix, **snapshot)
+
+
+def install(app: web.Application, backend: Any, dashboards: Any) -> None:
+    """Add the admin listing, page and metrics routes to the gateway's web application."""
     authenticator = app["authenticator"]
 
     async def admin_only(request: web.Request, *, services: bool = False) -> None:
@@ -127,4 +140,17 @@ def install(app: web.Application, backend: Any) -> None:
         await admin_only(request, services=True)
         return web.Response(body=_metrics(backend), headers={"Content-Type": CONTENT_TYPE_LATEST})
 
-    app.add_routes([web.get("/api/v1/admin/clusters", list_all), web.get("/api/metrics", metrics)])
+    async def page(request: web.Request) -> web.Response:
+        user = await dashboards.user(request)  # a hub login for browsers
+        if not user.admin:
+            raise web.HTTPForbidden(text=f"{user.name} is not a hub admin")
+        html = render_page(snapshot(backend), backend.proxy.prefix)
+        return web.Response(text=html, content_type="text/html")
+
+    app.add_routes(
+        [
+            web.get("/api/v1/admin/clusters", list_all),
+            web.get("/api/metrics", metrics),
+            web.get("/admin", page),
+        ]
+    )

@@ -8,6 +8,7 @@ answer by retrying. Hub admins may see, connect to, scale and stop every user's 
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from aiohttp import web
@@ -15,7 +16,17 @@ from dask_gateway_server.auth import JupyterHubAuthenticator, unauthorized
 from dask_gateway_server.models import User
 from traitlets import List, Unicode
 
-__all__ = ["SciplatHubAuthenticator", "SciplatUser", "token_from_headers"]
+__all__ = [
+    "ERROR_HEADER",
+    "SciplatHubAuthenticator",
+    "SciplatUser",
+    "error_header_middleware",
+    "token_from_headers",
+]
+
+#: Refusals also carry their message in this header: dask-gateway's client shows only the
+#: status line for a 403 (and its Go proxy drops custom reason phrases).
+ERROR_HEADER = "X-Dask-Gateway-Error"
 
 _SCHEMES = {"jupyterhub", "token", "bearer"}
 
@@ -89,3 +100,24 @@ class SciplatHubAuthenticator(JupyterHubAuthenticator):
             data.get("kind") == "service" and data["name"] in self.admin_services
         )
         return SciplatUser(name, groups=data.get("groups", []), admin=admin)
+
+
+@web.middleware
+async def error_header_middleware(request: web.Request, handler: Any) -> web.StreamResponse:
+    """Copy the ``{"error": ...}`` message of a 4xx JSON answer into :data:`ERROR_HEADER`."""
+    response = await handler(request)
+    if not (
+        400 <= response.status < 500
+        and isinstance(response, web.Response)
+        and response.content_type == "application/json"
+        and response.body
+    ):
+        return response
+    try:
+        message = json.loads(response.body).get("error")
+    except (ValueError, AttributeError, TypeError):
+        message = None
+    if isinstance(message, str) and message:
+        flat = " ".join(message.split())[:500]
+        response.headers[ERROR_HEADER] = flat.encode("ascii", "replace").decode()
+    return response

@@ -7,7 +7,9 @@ by character), with one that changes the owner of exactly the files it created.
 :class:`SciplatUnsafeLocalBackend` runs clusters as sciplat's own uid: single-uid development
 mode only, and it says so loudly.
 
-Both add, through :class:`SciplatBackendMixin`: per-user limits across clusters (running
+Both start schedulers and workers as plain child processes that outlive a gateway restart
+(upstream's asyncio subprocesses are killed when the gateway exits), and add, through
+:class:`SciplatBackendMixin`: per-user limits across clusters (running
 clusters, cores, memory), dashboards that require the owner's (or an admin's) hub
 authentication instead of being proxied to anyone who knows the URL (dask-gateway#570), an
 admin listing of every user's clusters and Prometheus metrics.
@@ -15,23 +17,31 @@ admin listing of every user's clusters and Prometheus metrics.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
+import signal
 import stat
+import subprocess
+import time
 from pathlib import Path
 from typing import Any
 
 from dask_gateway_server.backends.base import PublicException
+from dask_gateway_server.backends.db_base import JobStatus
 from dask_gateway_server.backends.local import (
     LocalBackend,
     LocalClusterConfig,
     UnsafeLocalBackend,
     getpwnam,
+    is_running,
 )
 from dask_gateway_server.traitlets import MemoryLimit, Type
+from dask_gateway_server.utils import timestamp
 from traitlets import Float, Integer, Unicode
 
 from sciplat.hub.gateway import adminapi, dashboard
+from sciplat.hub.gateway.auth import error_header_middleware
 
 __all__ = [
     "SciplatBackendMixin",
@@ -111,11 +121,27 @@ class SciplatBackendMixin(LocalBackend):
         config=True,
     )
 
+    restart_grace = Float(
+        60.0,
+        min=0.0,
+        help="""Seconds a running cluster loaded from the database at start-up may go without a
+        heartbeat (on top of ``cluster_heartbeat_timeout``), so clusters that outlived a
+        gateway restart have time to reach the new gateway before they are declared dead.""",
+        config=True,
+    )
+
     # -- set-up: our routes next to dask-gateway's own ------------------------------------
     async def setup(self, app: Any) -> None:
         await super().setup(app)
-        dashboard.install(app, self)
-        adminapi.install(app, self)
+        grace_until = timestamp() + int(self.restart_grace * 1000)
+        survivors = [c for c in self.db.active_clusters() if c.status == JobStatus.RUNNING]
+        for cluster in survivors:
+            cluster.last_heartbeat = grace_until
+        if survivors:
+            self.log.info("%d cluster(s) kept running across the restart", len(survivors))
+        app.middlewares.append(error_header_middleware)
+        dashboards = dashboard.install(app, self)
+        adminapi.install(app, self, dashboards)
 
     # -- per-user limits ------------------------------------------------------------------
     def usage(self, username: str | None = None, *, exclude: str | None = None) -> Usage:
@@ -222,6 +248,66 @@ class SciplatBackendMixin(LocalBackend):
             cluster.added_to_proxies = True
 
     # -- processes -----------------------------------------------------------------------
+    # Upstream starts schedulers and workers with asyncio subprocesses, whose transports kill
+    # the child when they are closed - so every cluster died with the gateway, whatever
+    # stop_clusters_on_shutdown said. Plain Popen children outlive a gateway restart; we reap
+    # the ones that exit while we run, so a dead worker is not mistaken for a zombie alive.
+    async def start_process(self, cluster: Any, cmd: list[str], env: dict, name: str) -> int:
+        workdir = cluster.state["workdir"]
+        log_path = os.path.join(self.get_logs_directory(workdir), name + ".log")
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
+        fd = os.open(log_path, flags, 0o644)
+        try:
+            proc = subprocess.Popen(
+                cmd,
+                preexec_fn=self.make_preexec_fn(cluster),
+                start_new_session=True,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=fd,
+                stderr=subprocess.STDOUT,
+            )
+        finally:
+            os.close(fd)
+        self._children()[proc.pid] = proc
+        return proc.pid
+
+    def _children(self) -> dict[int, subprocess.Popen]:
+        if not hasattr(self, "_popen_children"):
+            self._popen_children: dict[int, subprocess.Popen] = {}
+        return self._popen_children
+
+    def _reap(self) -> None:
+        children = self._children()
+        for pid, proc in list(children.items()):
+            if proc.poll() is not None:
+                del children[pid]
+
+    def _check_status(self, o: Any) -> bool:
+        self._reap()
+        return super()._check_status(o)
+
+    async def stop_process(self, pid: int) -> None:
+        steps = [
+            (signal.SIGINT, self.sigint_timeout),
+            (signal.SIGTERM, self.sigterm_timeout),
+            (signal.SIGKILL, self.sigkill_timeout),
+        ]
+        for sig, timeout in steps:
+            try:
+                os.kill(pid, sig)
+            except ProcessLookupError:
+                break
+            deadline = time.monotonic() + timeout
+            while time.monotonic() < deadline:
+                self._reap()
+                if not is_running(pid):
+                    return
+                await asyncio.sleep(0.1)
+        self._reap()
+        if is_running(pid):
+            self.log.warning("Failed to stop process %d", pid)
+
     def get_env(self, cluster: Any) -> dict[str, str]:
         env = super().get_env(cluster)
         workdir = cluster.state.get("workdir")

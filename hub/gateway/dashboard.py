@@ -204,10 +204,14 @@ class DashboardProxy:
             for p in request.headers.get("Sec-WebSocket-Protocol", "").split(",")
             if p.strip()
         ]
-        downstream = web.WebSocketResponse(protocols=offered, max_msg_size=0)
-        await downstream.prepare(request)
         url = "ws" + target[len("http") :]
-        async with self._session().ws_connect(url, protocols=offered, max_msg_size=0) as up:
+        try:  # upstream first, so a refusal there is an HTTP answer here
+            up = await self._session().ws_connect(url, protocols=offered, max_msg_size=0)
+        except (aiohttp.ClientError, OSError) as exc:
+            raise web.HTTPBadGateway(text="The dashboard refused the websocket") from exc
+        downstream = web.WebSocketResponse(protocols=offered, max_msg_size=0)
+        try:
+            await downstream.prepare(request)
 
             async def pump(src: Any, dst: Any) -> None:
                 async for msg in src:
@@ -225,7 +229,9 @@ class DashboardProxy:
             _, pending = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
             for task in pending:
                 task.cancel()
-        await downstream.close()
+        finally:
+            await up.close()
+            await downstream.close()
         return downstream
 
 

@@ -81,7 +81,7 @@ class GatewayHub:
 
 
 @pytest.fixture(scope="session")
-def gateway_hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GatewayHub]:
+def gateway_hub() -> Iterator[GatewayHub]:
     # Cluster processes run as the users' accounts: the data directory must be reachable
     # by them (pytest's own tmp directory is 0700).
     data_dir = Path(tempfile.mkdtemp(prefix="sciplat-gw-", dir="/tmp"))
@@ -92,7 +92,7 @@ def gateway_hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GatewayHub
         gateway=GatewayConfig(heartbeat_period=2, worker_memory="512Mi", idle_timeout=600),
     )
     hub = start_test_hub(
-        Path(tmp_path_factory.mktemp("gwhub")),
+        data_dir / "testhub",
         settings,
         users=USERS,
         admins=[ADMIN],
@@ -114,4 +114,7 @@ def gateway_hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GatewayHub
                             subprocess.run(["userdel", user], check=False)
                     except KeyError:
                         pass
-            shutil.rmtree(data_dir, ignore_errors=True)
+            if os.environ.get("SCIPLAT_TEST_KEEP"):
+                print(f"kept {data_dir} (hub log: {data_dir}/testhub/jupyterhub.log)")
+            else:
+                shutil.rmtree(data_dir, ignore_errors=True)
