@@ -4,6 +4,7 @@ UsageError - never another exception (which the service would turn into a 500)."
 
 from __future__ import annotations
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -161,3 +162,54 @@ def test_sql_alphabet(text: str, tap_schema, sample_catalog) -> None:
 @given(query=queries())
 def test_grammar_shaped_queries(query: str, tap_schema, sample_catalog) -> None:
     _check(query, tap_schema, sample_catalog, execute=True)
+
+
+@pytest.fixture(scope="module")
+def http_client(tmp_path_factory):
+    """The API service (TAP only) in-process, with a stand-in token check."""
+    from fastapi.testclient import TestClient
+
+    from sciplat.config import Settings
+    from sciplat.services.app import create_app, load_plugins
+    from sciplat.services.common.auth import AuthenticatedUser, HubTokenVerifier
+    from sciplat.services.tap.sample import build_sample_catalog
+
+    settings = Settings(data_dir=tmp_path_factory.mktemp("fuzzapi"))
+    build_sample_catalog(settings.dataset_dir, objects=200)
+
+    class Verifier(HubTokenVerifier):
+        async def verify(self, token: str) -> AuthenticatedUser:
+            return AuthenticatedUser(token, frozenset({"custom:tap:read"}), ("users",))
+
+    app = create_app(settings, plugins=load_plugins(["sciplat.services.tap:plugin"]))
+    with TestClient(app, base_url="http://t") as client:
+        app.state.context.verifier = Verifier("http://unused", http=app.state.context.http)
+        client.headers["Authorization"] = "Bearer fuzzer"
+        yield client
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck))
+@given(
+    query=st.one_of(queries(), st.text(max_size=200)),
+    maxrec=st.one_of(st.none(), st.integers(-5, 10**12).map(str), st.text(max_size=5)),
+    fmt=st.one_of(
+        st.none(),
+        st.sampled_from(["votable", "csv", "fits", "parquet", "votable/td", "tsv", "x"]),
+        st.text(max_size=8),
+    ),
+    method=st.sampled_from(["GET", "POST"]),
+)
+def test_http_never_500(http_client, query, maxrec, fmt, method) -> None:
+    """Whatever the parameters, /sync answers 200 or a 400 VOTable error - never a 500."""
+    params = {"QUERY": query}
+    if maxrec is not None:
+        params["MAXREC"] = maxrec
+    if fmt is not None:
+        params["RESPONSEFORMAT"] = fmt
+    if method == "GET":
+        response = http_client.get("/services/api/tap/sync", params=params)
+    else:
+        response = http_client.post("/services/api/tap/sync", data=params)
+    assert response.status_code in (200, 400), response.text
+    if response.status_code == 400:
+        assert 'value="ERROR"' in response.text
