@@ -1,0 +1,111 @@
+"""The prompt pipeline end to end on the tiny data preview (single process)."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+from lsst.daf.butler import Butler
+
+from sciplat.pipelines.executor import run_pipeline
+from sciplat.pipelines.tasks.alerts import alert_schema
+from sciplat.pipelines.tasks.archive import AlertArchive
+from sciplat.pipelines.tasks.association import create_apdb, locked_apdb
+
+
+@pytest.fixture(scope="module")
+def prompt_repo(tiny_dataset: Path, tmp_path_factory: pytest.TempPathFactory) -> dict:
+    root = tmp_path_factory.mktemp("prompt")
+    repo = root / "butler"
+    shutil.copytree(tiny_dataset / "butler", repo)
+    butler = Butler.from_config(str(repo))
+    filters = {r.id: r.physical_filter for r in butler.query_dimension_records("visit")}
+    band_visits = sorted(v for v, f in filters.items() if f == "r_sim")
+    template_visits, late = band_visits[:2], band_visits[-1]
+    template = run_pipeline(
+        repo,
+        "template",
+        where=f"instrument='SimCam' AND visit IN ({template_visits[0]}, {template_visits[1]})",
+        input_collections=["SimCam/defaults"],
+        output_run="templates/r",
+        progress=False,
+    )
+    apdb = create_apdb(root / "apdb")
+    config = {"associate": {"apdb_config": str(apdb), "alert_archive": str(root / "archive")}}
+    kwargs = dict(
+        where=f"instrument='SimCam' AND visit = {late}",
+        input_collections=["SimCam/defaults", "templates/r"],
+        config=config,
+        progress=False,
+    )
+    first = run_pipeline(repo, "prompt", output_run="prompt/1", **kwargs)
+    return {
+        "repo": repo,
+        "root": root,
+        "apdb": apdb,
+        "visit": late,
+        "template": template,
+        "first": first,
+        "kwargs": kwargs,
+    }
+
+
+def test_prompt_run_writes_apdb_rows_and_valid_alerts(prompt_repo: dict) -> None:
+    assert prompt_repo["template"].failed == []
+    first = prompt_repo["first"]
+    assert first.failed == [] and first.succeeded == 8  # 4 tasks x 2 detectors
+    butler = Butler.from_config(str(prompt_repo["repo"]), collections="prompt/1")
+    schema = alert_schema()
+    total = 0
+    for ref in butler.query_datasets("alert_packets"):
+        table = butler.get(ref)
+        for payload in table.column("alert").to_pylist():
+            alert = schema.deserialize(payload)
+            assert schema.validate(alert)
+            assert alert["diaSource"]["visit"] == prompt_repo["visit"]
+            assert alert["cutoutDifference"][:6] == b"SIMPLE"
+            total += 1
+    assert total > 0
+    archived = list(AlertArchive(prompt_repo["root"] / "archive").replay())
+    assert len(archived) == total
+    with locked_apdb(prompt_repo["apdb"]) as apdb:
+        import lsst.sphgeom as sg
+
+        everything = sg.Circle(
+            sg.UnitVector3d(sg.LonLat.fromDegrees(62.0, -37.0)), sg.Angle.fromDegrees(2.0)
+        )
+        objects = apdb.getDiaObjects(everything)
+    assert len(objects) == total  # one new DIAObject per DIASource on a first visit
+
+
+def test_rerunning_a_visit_adds_no_diaobjects_or_alerts(prompt_repo: dict) -> None:
+    again = run_pipeline(
+        prompt_repo["repo"], "prompt", output_run="prompt/2", **prompt_repo["kwargs"]
+    )
+    assert again.failed == []
+    butler = Butler.from_config(str(prompt_repo["repo"]))
+    ids = {
+        run: sorted(
+            i
+            for ref in butler.query_datasets("alert_packets", collections=run)
+            for i in butler.get(ref).column("diaSourceId").to_pylist()
+        )
+        for run in ("prompt/1", "prompt/2")
+    }
+    assert ids["prompt/1"] == ids["prompt/2"]
+    archived = [a["diaSourceId"] for a in AlertArchive(prompt_repo["root"] / "archive").replay()]
+    assert sorted(archived) == ids["prompt/1"]
+
+
+def test_missing_template_fails_clearly(prompt_repo: dict) -> None:
+    with pytest.raises(Exception, match="template_coadd"):
+        run_pipeline(
+            prompt_repo["repo"],
+            "prompt",
+            where=f"instrument='SimCam' AND visit = {prompt_repo['visit']}",
+            input_collections=["SimCam/defaults"],
+            output_run="prompt/no-template",
+            config=prompt_repo["kwargs"]["config"],
+            progress=False,
+        )
