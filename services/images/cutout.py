@@ -10,8 +10,10 @@ offset in the parent image. Several cutouts go into one multi-extension file, nu
 
 from __future__ import annotations
 
+import io
 import math
 from dataclasses import dataclass
+from typing import BinaryIO
 
 import lsst.sphgeom as sg
 import numpy as np
@@ -23,7 +25,14 @@ from sciplat.services.images.butler import DatasetInfo
 from sciplat.services.images.fitsfiles import FileLayout, layout_of, open_planes
 from sciplat.services.images.regions import SkyRegion
 
-__all__ = ["CutoutLimits", "CutoutRequest", "footprint_of", "make_cutouts", "pixel_box"]
+__all__ = [
+    "CutoutLimits",
+    "CutoutRequest",
+    "footprint_of",
+    "make_cutouts",
+    "pixel_box",
+    "write_cutouts",
+]
 
 
 @dataclass(frozen=True)
@@ -146,8 +155,9 @@ def _extension(
     return _pad("".join(head).encode("ascii"), b" ") + _pad(big_endian.tobytes(), b"\0")
 
 
-def make_cutouts(requests: list[CutoutRequest], limits: CutoutLimits) -> bytes:
-    """A FITS file with one set of plane extensions per request (in order)."""
+def write_cutouts(requests: list[CutoutRequest], limits: CutoutLimits, out: BinaryIO) -> int:
+    """Write a FITS file with one set of plane extensions per request (in order) to *out*,
+    one extension at a time; every request is checked before anything is written."""
     if len(requests) > limits.max_cutouts:
         raise UsageError(
             f"{len(requests)} cutouts requested; at most {limits.max_cutouts} per request"
@@ -181,15 +191,23 @@ def make_cutouts(requests: list[CutoutRequest], limits: CutoutLimits) -> bytes:
         _card("ORIGIN", "sciplat SODA"),
         _card("NCUTOUT", len(planned), "number of cutouts (EXTVER 1..n)"),
     ]
-    parts: list[bytes] = []
-    for number, (request, layout, (x0, x1, y0, y1)) in enumerate(planned, start=1):
+    for number, (request, _, _) in enumerate(planned, start=1):
         primary.append(_card(f"CUTID{number}", request.dataset.did))
         primary.append(fits.Card(f"CUTRG{number}", request.label).image)
+    primary.append("END".ljust(80))
+    size = out.write(_pad("".join(primary).encode("ascii"), b" "))
+    for number, (request, layout, (x0, x1, y0, y1)) in enumerate(planned, start=1):
         with open_planes(layout) as planes:
             for name in ("IMAGE", "MASK", "VARIANCE"):
                 if name in planes:
                     data = np.asarray(planes[name].section[y0:y1, x0:x1])
                     did = request.dataset.did
-                    parts.append(_extension(layout, name, number, data, x0, y0, did))
-    primary.append("END".ljust(80))
-    return b"".join([_pad("".join(primary).encode("ascii"), b" "), *parts])
+                    size += out.write(_extension(layout, name, number, data, x0, y0, did))
+    return size
+
+
+def make_cutouts(requests: list[CutoutRequest], limits: CutoutLimits) -> bytes:
+    """The cutout file in memory (small requests and tests; see :func:`write_cutouts`)."""
+    buffer = io.BytesIO()
+    write_cutouts(requests, limits, buffer)
+    return buffer.getvalue()

@@ -10,11 +10,14 @@ filter either contains the dataset (no effect) or misses it (an error naming the
 from __future__ import annotations
 
 import asyncio
+import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 from fastapi import APIRouter, Depends, Request
-from fastapi.responses import Response
+from fastapi.responses import Response, StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
 from sciplat.services.common.auth import AuthenticatedUser, require_scope
@@ -107,16 +110,25 @@ def _check_filters(backend: ImageBackend, did: str, request: SodaParameters) -> 
             raise UsageError(f"POL {request.pol} does not match dataset {did} (states {states})")
 
 
-def run_cutout(backend: ImageBackend, request: SodaParameters) -> bytes:
-    """The FITS file for *request* (blocking: run it in a thread or a job)."""
-    from sciplat.services.images.cutout import CutoutRequest, make_cutouts
+def run_cutout(backend: ImageBackend, request: SodaParameters, out: BinaryIO) -> int:
+    """Write the FITS file for *request* to *out* (blocking: run it in a thread or a job)."""
+    from sciplat.services.images.cutout import CutoutRequest, write_cutouts
 
     cutouts = []
     for did in request.ids:
         dataset = backend.repo.resolve(did)
         _check_filters(backend, did, request)
         cutouts.extend(CutoutRequest(dataset, region, label) for label, region in request.regions)
-    return make_cutouts(cutouts, backend.limits)
+    return write_cutouts(cutouts, backend.limits, out)
+
+
+def _stream(spool: BinaryIO) -> Iterator[bytes]:
+    try:
+        spool.seek(0)
+        while chunk := spool.read(1 << 20):
+            yield chunk
+    finally:
+        spool.close()
 
 
 def _check_values(params: DaliParams) -> list[tuple[str, str]]:
@@ -155,10 +167,10 @@ class SodaJobs:
 
     async def run(self, job: Job, directory: Path, token: CancelToken) -> list[JobResult]:
         request = parse_soda(DaliParams(job.parameters))
-        body = await asyncio.to_thread(run_cutout, self.backend, request)
-        (directory / "cutout").write_bytes(body)
+        with open(directory / "cutout", "wb") as out:
+            size = await asyncio.to_thread(run_cutout, self.backend, request, out)
         href = f"{self.backend.url('soda', 'async')}/{job.id}/results/cutout"
-        return [JobResult(id="cutout", href=href, mime_type=FITS, size=len(body))]
+        return [JobResult(id="cutout", href=href, mime_type=FITS, size=size)]
 
 
 def _jobs(request: Request) -> UWSService:
@@ -204,11 +216,20 @@ def _router() -> APIRouter:
     ) -> Response:
         """SODA sync: the cutouts, as one FITS file."""
         request = parse_soda(params)
-        body = await run_in_threadpool(run_cutout, backend, request)
-        return Response(
-            body,
+        # Spooled to disk past 16 MiB, then streamed: large cutouts never sit in memory.
+        spool = tempfile.SpooledTemporaryFile(max_size=16 * 2**20)  # noqa: SIM115 - closed by _stream
+        try:
+            size = await run_in_threadpool(run_cutout, backend, request, spool)
+        except BaseException:
+            spool.close()
+            raise
+        return StreamingResponse(
+            _stream(spool),
             media_type=FITS,
-            headers={"Content-Disposition": 'inline; filename="cutout.fits"'},
+            headers={
+                "Content-Disposition": 'inline; filename="cutout.fits"',
+                "Content-Length": str(size),
+            },
         )
 
     return router
