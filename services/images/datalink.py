@@ -295,7 +295,7 @@ def _router() -> APIRouter:
         name = f"{dataset.dataset_type}_{key}"
         if plane == "file":
             body = fitsfiles.stream_file(dataset.path)
-            length = dataset.size
+            length = dataset.path.stat().st_size
         else:
             layout = await run_in_threadpool(fitsfiles.layout_of, dataset.path)
             part = layout.planes.get(plane.upper())
