@@ -138,7 +138,7 @@ def run_dask_bench(
         tmp = Path(tempfile.mkdtemp(prefix="sciplat-bench-dask-", dir="/var/tmp"))
         tmp.chmod(0o755)
         settings = ephemeral_settings(settings, tmp)
-    platform = Platform(settings, log_level="WARNING")
+    platform = Platform(settings, log_level="WARN")
     try:
         if ephemeral:
             say(f"starting a throw-away platform in {tmp}")
