@@ -1,10 +1,10 @@
 """Fixtures of the image and cone-search service tests.
 
-``image_dataset``: the data preview the services read - the suite's ``tiny_dataset`` when it
-exists, otherwise a small one built here in the data build's layout (:mod:`minidata`) - plus
-a HiPS survey of band g. ``image_server``: the API service with the image plugins, served by
-uvicorn on a loopback port and checking tokens against the real test hub (its settings point at
-``image_dataset``; the hub's own API service reads the TAP sample catalog).
+``image_dataset``: the data preview the services read (the suite's ``tiny_dataset``) plus a
+HiPS survey of band g and the Object HiPS catalogue. ``image_server``: the API service with
+the image plugins, served by uvicorn on a loopback port and checking tokens against the real
+test hub (its settings point at ``image_dataset``; the hub's own API service reads the TAP
+sample catalog).
 """
 
 from __future__ import annotations
@@ -19,7 +19,6 @@ from typing import Any
 import httpx
 import pytest
 import uvicorn
-from minidata import build_mini_dataset
 
 from sciplat.config import Settings
 from sciplat.services.app import create_app
@@ -43,14 +42,11 @@ class ImageServer:
 
 
 @pytest.fixture(scope="session")
-def image_dataset(request: pytest.FixtureRequest, tmp_path_factory) -> Path:
+def image_dataset(tiny_dataset: Path) -> Path:
     """The data preview (with a HiPS survey of band g and the Object HiPS catalogue)."""
     from sciplat.services.hips.build import build_hips
 
-    try:
-        root = Path(request.getfixturevalue("tiny_dataset"))
-    except pytest.FixtureLookupError:
-        root = build_mini_dataset(tmp_path_factory.mktemp("images") / "dataset")
+    root = Path(tiny_dataset)
     if not all((root / "hips" / name / "properties").exists() for name in (HIPS_BAND, "object")):
         build_hips(root, bands=[HIPS_BAND], binning=4)
     return root
