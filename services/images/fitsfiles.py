@@ -100,7 +100,7 @@ def layout_of(path: Path) -> FileLayout:
 
 
 _open: OrderedDict[tuple[Path, float, int], tuple[Any, threading.Lock]] = OrderedDict()
-_MAX_OPEN = 32
+_MAX_OPEN = 128  # memory-mapped; the small data preview has ~120 visit images
 
 
 @contextmanager
