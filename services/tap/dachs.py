@@ -24,7 +24,7 @@ __all__ = ["dachs_server"]
 URL = "http://localhost:8080/tap"
 RESOURCE = "sciplatbench"
 
-_RD = """<resource schema="dp1">
+_RD = """<resource schema="dp1" resdir="sciplatbench">
   <meta name="title">sciplat benchmark objects</meta>
   <meta name="description">The synthetic Object table sciplat's TAP benchmark uses.</meta>
   <meta name="creationDate">2026-01-01T00:00:00Z</meta>
