@@ -65,13 +65,13 @@ def _bench_local(rows: int) -> dict[str, float]:
     return out
 
 
-def _bench_remote(url: str, token: str, query: str) -> dict[str, float]:
+def _bench_remote(url: str, token: str, query: str, maxrec: int) -> dict[str, float]:
     import httpx
 
     base = f"{url.rstrip('/')}/services/portal"
     with httpx.Client(headers={"Authorization": f"Bearer {token}"}, timeout=600) as http:
         t = time.perf_counter()
-        job = http.post(f"{base}/api/query", json={"query": query}).json()
+        job = http.post(f"{base}/api/query", json={"query": query, "maxrec": maxrec}).json()
         while job["phase"] in ("PENDING", "QUEUED", "EXECUTING"):
             job = http.get(f"{base}/api/jobs/{job['job_id']}", params={"wait": 1}).json()
         info = http.post(f"{base}/api/jobs/{job['job_id']}/load").json()
@@ -86,13 +86,13 @@ def register(cli: click.Group) -> None:
     @click.option("--rows", default=1_000_000, show_default=True)
     @click.option("--url", default=None, help="a running platform (for submit-to-first-rows)")
     @click.option("--token", envvar="SCIPLAT_TOKEN", default=None)
-    @click.option("--query", default="SELECT TOP 100000 * FROM dp1.Object", show_default=True)
+    @click.option("--query", default="SELECT * FROM dp1.Object", show_default=True)
     @click.option("--json", "as_json", is_flag=True)
     def bench_portal(rows: int, url, token, query: str, as_json: bool) -> None:
         """Portal result paging, 1M-point datashader scatter, submit-to-first-rows."""
         result = _bench_local(rows)
         if url and token:
-            result.update(_bench_remote(url, token, query))
+            result.update(_bench_remote(url, token, query, rows))
         if as_json:
             click.echo(json.dumps(result))
         else:

@@ -33,6 +33,8 @@ def test_portal_in_browser(portal_hub, portal_url, tmp_path, monkeypatch):
             page = browser.new_page(viewport={"width": 1500, "height": 1000})
             errors: list[str] = []
             page.on("pageerror", lambda exc: errors.append(str(exc)))
+            failed: list[str] = []
+            page.on("requestfailed", lambda request: failed.append(request.url))
             # 1. log in at the hub; OAuth brings us back to the portal
             page.goto(f"{portal_url}/")
             page.fill("#username_input", "alice")
@@ -78,6 +80,13 @@ def test_portal_in_browser(portal_hub, portal_url, tmp_path, monkeypatch):
             expect(page.locator("#pageinfo")).not_to_contain_text("of 3000", timeout=20_000)
             page.screenshot(path=str(ARTIFACTS / "02-table-plot.png"))
 
+            # 4b. light curve of the selected object (its sources, flux against time)
+            page.locator("#table tbody tr").first.click()
+            page.click("#lightcurve")
+            expect(page.locator("#job-status")).to_contain_text("3 rows", timeout=120_000)
+            page.wait_for_function("() => S.plot !== null && S.plot.x && S.plot.x.length === 3")
+            assert page.evaluate("S.plot.xexpr") == "mjd"
+
             # 5. notebook -> portal: a table and an image pushed with sciplat.portal
             me = httpx.get(
                 f"{portal_url}/api/me", headers={"Authorization": f"Bearer {token}"}
@@ -102,9 +111,12 @@ def test_portal_in_browser(portal_hub, portal_url, tmp_path, monkeypatch):
             page.wait_for_timeout(3000)
             sky_msg = page.locator("#sky-msg").inner_text()
             assert "unavailable" not in sky_msg, sky_msg
-            page.click("#sky-overlay")
+            with page.expect_response(
+                lambda r: "/hips/g/Norder" in r.url and r.status == 200, timeout=60_000
+            ):
+                page.click("#sky-overlay")  # zooms onto the sources: tiles of the survey load
             expect(page.locator("#sky-msg")).to_contain_text(f"{len(stars)} sources overlaid")
-            page.wait_for_timeout(3000)
+            page.wait_for_timeout(6000)  # let Aladin Lite draw the tiles
             page.screenshot(path=str(ARTIFACTS / "04-hips.png"))
             page.click("#sky-query")
             query = page.locator("#adql").input_value()
@@ -116,9 +128,18 @@ def test_portal_in_browser(portal_hub, portal_url, tmp_path, monkeypatch):
             page.select_option("#results", label=f"Job {job_id} (3000 rows)")
             expect(page.locator("#notebook")).to_be_enabled()
             page.click("#notebook")
-            expect(page.locator("#msg")).to_contain_text("notebook written to ~/portal/")
+            # (the workspace makes alice's account and home on first use: allow for it)
+            expect(page.locator("#msg")).to_contain_text(
+                "notebook written to ~/portal/", timeout=90_000
+            )
             page.screenshot(path=str(ARTIFACTS / "05-open-in-notebook.png"))
-            assert not errors, errors
+            # Nothing of ours fails. Aladin Lite also asks the internet (CDS's HiPS list), which
+            # this machine cannot reach; those failed fetches are its only page errors.
+            ours = [url for url in failed if url.startswith(portal_hub.url)]
+            assert not ours, ours
+            external = [url for url in failed if not url.startswith(portal_hub.url)]
+            unexplained = [e for e in errors if not (external and "Failed to fetch" in e)]
+            assert not unexplained, (errors, failed)
         except Exception:
             page.screenshot(path=str(ARTIFACTS / "failure.png"))
             raise

@@ -81,6 +81,8 @@ $("obj-go").onclick = () => {
 async function loadSchema() {
   try {
     const schemas = await api("/api/schema");
+    S.tables = {};
+    for (const sc of schemas) for (const t of sc.tables) S.tables[t.name] = t.columns.map((c) => c.name);
     const box = $("schema"); box.innerHTML = "";
     for (const s of schemas) for (const t of s.tables) {
       const d = document.createElement("details");
@@ -237,7 +239,9 @@ function renderPlot(box) {
   g.strokeStyle = "#333"; g.strokeRect(M.l, M.t, W, H); g.fillStyle = "#222"; g.font = "11px sans-serif";
   for (let i = 0; i <= 4; i++) {
     const xv = xr[0] + (xr[1] - xr[0]) * i / 4, yv = yr[0] + (yr[1] - yr[0]) * i / 4;
-    g.fillText(+xv.toPrecision(4), X(xv) - 12, M.t + H + 14); g.fillText(+yv.toPrecision(4), 4, Y(yv) + 4);
+    g.textAlign = i === 0 ? "left" : i === 4 ? "right" : "center";
+    g.fillText(+xv.toPrecision(4), X(xv), M.t + H + 14);
+    g.textAlign = "left"; g.fillText(+yv.toPrecision(4), 4, Y(yv) + 4);
   }
   g.fillText(p.type === "histogram" ? `${S.plot.xexpr} (N=${p.n})` : `${S.plot.xexpr}  vs  ${S.plot.yexpr}  (N=${p.type === "points" ? p.x.length : p.points}, ${p.type})`, M.l, c.height - 4);
   if (S.selRow && p.type !== "histogram") {
@@ -268,8 +272,14 @@ function renderPlot(box) {
 })();
 $("lightcurve").onclick = async () => {
   if (!S.selRow || S.selRow.objectId == null) return msg("Select a row with an objectId first", true);
-  $("adql").value = `SELECT band, midpointMjdTai, psfFlux FROM dp1.Source WHERE objectId = ${S.selRow.objectId} ORDER BY midpointMjdTai`;
-  $("plot-x").value = "midpointMjdTai"; $("plot-y").value = "psfFlux"; $("plot-type").value = "scatter";
+  const has = (t, cols) => S.tables && S.tables[t] && cols.every((c) => S.tables[t].includes(c));
+  const id = S.selRow.objectId;
+  if (has("dp1.ForcedSource", ["objectId", "visit", "psfFlux"]) && has("dp1.Visit", ["visit", "expMidptMJD"]))
+    $("adql").value = `SELECT f.band, v.expMidptMJD AS mjd, f.psfFlux\nFROM dp1.ForcedSource AS f JOIN dp1.Visit AS v ON f.visit = v.visit\nWHERE f.objectId = ${id} ORDER BY mjd`;
+  else if (has("dp1.Source", ["objectId", "midpointMjdTai", "psfFlux"]))
+    $("adql").value = `SELECT band, midpointMjdTai AS mjd, psfFlux FROM dp1.Source\nWHERE objectId = ${id} ORDER BY mjd`;
+  else return msg("No forced-photometry table with times in this catalog", true);
+  $("plot-x").value = "mjd"; $("plot-y").value = "psfFlux"; $("plot-type").value = "scatter";
   await runQuery(); drawPlot();
 };
 
