@@ -16,6 +16,7 @@ from typing import Any
 import lsst.sphgeom as sg
 
 from sciplat.services.images.butler import DataUnavailableError
+from sciplat.services.images.catalogdb import connect_catalog
 from sciplat.services.images.regions import parse_s_region
 from sciplat.services.images.votable import Field
 
@@ -160,7 +161,7 @@ class ObsCoreStore:
         import duckdb
 
         try:
-            con = duckdb.connect(str(self.catalog), read_only=True)
+            con = connect_catalog(self.catalog)
         except duckdb.Error as exc:
             raise DataUnavailableError(f"The catalog cannot be opened now: {exc}") from exc
         try:

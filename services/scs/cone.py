@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from sciplat.services.common.errors import ServiceError
+from sciplat.services.images.catalogdb import connect_catalog
 from sciplat.services.images.votable import Field
 
 __all__ = ["ConeCatalog", "ConeColumn", "ConeResult"]
@@ -97,7 +98,7 @@ class ConeCatalog:
                 if self._con is not None:
                     self._con.close()
                 try:
-                    self._con = duckdb.connect(str(self.catalog), read_only=True)
+                    self._con = connect_catalog(self.catalog)
                     self._columns = self._describe(self._con)
                 except duckdb.Error as exc:
                     self._con = None

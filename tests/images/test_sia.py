@@ -186,3 +186,22 @@ def test_stilts_votlint_and_cone_sia2(image_server, tokens, visit_image, tmp_pat
     )
     assert cone.returncode == 0, cone.stdout + cone.stderr
     assert visit_image["obs_publisher_did"] in (tmp_path / "out.csv").read_text()
+
+
+def test_mounted_in_the_hub_managed_api_service(test_hub):
+    """The services are plugins of the API service the hub runs (here without a data preview)."""
+    for service in ("sia", "datalink", "soda", "scs"):
+        caps = requests.get(f"{test_hub.api_service_url}/{service}/capabilities", timeout=30)
+        assert caps.status_code == 200, service
+        assert f"{test_hub.settings.public_url}/services/api/{service}/" in caps.text
+    availability = requests.get(f"{test_hub.api_service_url}/sia/availability", timeout=30)
+    assert "<vosi:available>false</vosi:available>" in availability.text
+    assert "not built" in availability.text
+    missing = requests.get(
+        f"{test_hub.api_service_url}/sia/query",
+        headers={"Authorization": f"Bearer {test_hub.token_for('alice')}"},
+        timeout=30,
+    )
+    # The catalog there (TAP's sample, held open by TAP) has no ivoa.ObsCore: a clear 503.
+    assert missing.status_code == 503
+    assert "The ObsCore table cannot be read" in missing.text

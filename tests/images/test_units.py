@@ -111,3 +111,25 @@ def test_png_tiles_flip_rows_and_are_transparent_outside_the_data() -> None:
     assert (rgba[-1, :, 0] == 255).all()  # FITS bottom row is the PNG's last row, white
     assert (rgba[-2, :, 0] == 0).all() and (rgba[-2, :, 3] == 255).all()
     assert (rgba[:2, :, 3] == 0).all()  # NaN is transparent
+
+
+def test_catalog_connections_coexist_with_tap(tmp_path: Path) -> None:
+    """DuckDB refuses a second connection with another configuration in one process."""
+    from sciplat.services.scs.cone import ConeCatalog
+    from sciplat.services.tap.storage.duckdb import DuckDBCatalog
+
+    db = tmp_path / "catalog.duckdb"
+    con = duckdb.connect(str(db))
+    con.execute("CREATE SCHEMA ivoa; CREATE SCHEMA dp1")
+    con.execute("CREATE TABLE ivoa.ObsCore AS SELECT 'ivo://sciplat/dp?x' AS obs_publisher_did")
+    con.execute(
+        'CREATE TABLE dp1."Object" AS SELECT 1::BIGINT AS objectId, 10.0 AS coord_ra, '
+        "20.0 AS coord_dec"
+    )
+    con.close()
+    tap = DuckDBCatalog(db)
+    try:
+        assert len(ObsCoreStore(db).snapshot()[1]) == 1
+        assert len(ConeCatalog(db).search(10.0, 20.0, 0.1, 3, 10).rows) == 1
+    finally:
+        tap.close()
