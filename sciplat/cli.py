@@ -21,6 +21,7 @@ COMMAND_MODULES: list[str] = [
     "sciplat.helmchart",
     "sciplat.hub.commands",
     "sciplat.hub.gateway.commands",
+    "sciplat.pipelines.cli",
     "sciplat.pipelines.commands",
     "sciplat.services.commands",
     "sciplat.services.images.commands",

@@ -1,21 +1,25 @@
-"""Build a quantum graph with the middleware's own builder and run it quantum by quantum.
+"""Build a quantum graph with the middleware's own builder and run it, locally or on dask.
 
-A failing quantum (missing calibration, corrupt file, too few stars...) is reported with its
-data id and error; the quanta that depend on it are skipped and everything else still runs.
-Outputs are written through the Butler (provenance: task configs, init outputs, package
-versions and per-quantum metadata/logs are stored in the output run).
+Each quantum runs with :class:`~lsst.pipe.base.single_quantum_executor.SingleQuantumExecutor`
+and a :class:`~lsst.daf.butler.QuantumBackedButler` (no registry access while running), in
+this process or as one dask task on any ``distributed.Client`` (a dask-gateway cluster's or a
+``LocalCluster``'s). A quantum is submitted when everything upstream of it has finished; its
+outputs enter the Butler registry as soon as it finishes. A worker that dies is replaced and
+its quantum rescheduled by the dask scheduler (outputs are clobbered on the retry). A failing
+quantum (missing calibration, corrupt file, too few stars...) is reported with its data id and
+error; quanta downstream of it are skipped and everything else still runs.
 """
 
 from __future__ import annotations
 
+import time
+import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import networkx as nx
-
-__all__ = ["PIPELINES", "QuantumFailure", "RunResult", "run_pipeline"]
+__all__ = ["PIPELINES", "QuantumFailure", "RunResult", "execute_quantum", "run_pipeline"]
 
 PIPELINES = {p.stem: p for p in sorted((Path(__file__).parent.parent / "pipelines").glob("*.yaml"))}
 
@@ -30,10 +34,12 @@ class QuantumFailure:
 @dataclass
 class RunResult:
     output_run: str
+    graph: str = ""
     succeeded: int = 0
     failed: list[QuantumFailure] = field(default_factory=list)
     skipped: int = 0
     seconds_by_task: dict[str, list[float]] = field(default_factory=dict)
+    wall_seconds: float = 0.0
 
     @property
     def total(self) -> int:
@@ -51,6 +57,62 @@ def _pipeline_path(pipeline: str | Path) -> Path:
     return path
 
 
+_GRAPH_CACHE: dict[tuple[str, str], Any] = {}
+
+
+def execute_quantum(repo: str, graph_path: str, quantum_id: str) -> tuple[str, float]:
+    """Run one quantum of the saved graph with a quantum-backed butler; (task label, seconds)."""
+    from lsst.daf.butler import QuantumBackedButler
+    from lsst.pipe.base import TaskFactory
+    from lsst.pipe.base.quantum_graph import PredictedQuantumGraph
+    from lsst.pipe.base.single_quantum_executor import SingleQuantumExecutor
+
+    start = time.perf_counter()
+    qid = uuid.UUID(quantum_id)
+    predicted = PredictedQuantumGraph.read_execution_quanta(graph_path, [qid])
+    predicted.build_execution_quanta()
+    node = predicted.quantum_only_xgraph.nodes[qid]
+    universe = predicted.pipeline_graph.universe
+    dataset_types = {
+        d.name: d.dataset_type for d in predicted.pipeline_graph.dataset_types.values()
+    }
+
+    def factory(quantum: Any) -> Any:
+        return QuantumBackedButler.initialize(
+            config=repo, quantum=quantum, dimensions=universe, dataset_types=dataset_types
+        )
+
+    executor = SingleQuantumExecutor(
+        task_factory=TaskFactory(),
+        limited_butler_factory=factory,
+        clobber_outputs=True,
+        raise_on_partial_outputs=True,
+    )
+    executor.execute(node["pipeline_node"], node["quantum"], qid)
+    return node["pipeline_node"].label, time.perf_counter() - start
+
+
+def _register_outputs(butler: Any, repo: str, predicted: Any, qid: uuid.UUID) -> None:
+    """Bring one finished quantum's outputs into the registry (files are in place)."""
+    from lsst.daf.butler import QuantumBackedButler
+
+    quantum = predicted.quantum_only_xgraph.nodes[qid]["quantum"]
+    refs = [ref for refs in quantum.outputs.values() for ref in refs]
+    dataset_types = {
+        d.name: d.dataset_type for d in predicted.pipeline_graph.dataset_types.values()
+    }
+    with QuantumBackedButler.from_predicted(
+        config=repo,
+        predicted_inputs=[r.id for r in refs],
+        predicted_outputs=[],
+        dimensions=predicted.pipeline_graph.universe,
+        datastore_records={},
+        dataset_types=dataset_types,
+    ) as qbb:
+        existing = [r for r in refs if qbb.stored(r)]
+        butler.transfer_from(qbb, existing, transfer="auto", transfer_dimensions=False)
+
+
 def run_pipeline(
     repo: str | Path,
     pipeline: str | Path,
@@ -59,60 +121,120 @@ def run_pipeline(
     input_collections: list[str],
     output_run: str,
     config: Mapping[str, Mapping[str, Any]] | None = None,
+    client: Any = None,
+    graph_dir: str | Path | None = None,
     progress: bool = True,
 ) -> RunResult:
-    """Run *pipeline* (a name in :data:`PIPELINES` or a YAML path) on the quanta of *where*."""
-    import time
+    """Run *pipeline* (a name in :data:`PIPELINES` or a YAML path) on the quanta of *where*.
 
+    With *client* (a ``distributed.Client``) each quantum is a dask task; without, the quanta
+    run one after another in this process. The quantum graph is saved in *graph_dir* (default:
+    ``<repo>/graphs``), where dask workers read their quantum.
+    """
+    import networkx as nx
     from lsst.daf.butler import Butler
-    from lsst.pipe.base import Pipeline, TaskFactory
-    from lsst.pipe.base.simple_pipeline_executor import SimplePipelineExecutor
-    from lsst.pipe.base.single_quantum_executor import SingleQuantumExecutor
+    from lsst.pipe.base import Pipeline
+    from lsst.pipe.base.all_dimensions_quantum_graph_builder import (
+        AllDimensionsQuantumGraphBuilder,
+    )
     from tqdm import tqdm
 
+    t0 = time.perf_counter()
+    repo = str(Path(repo).resolve())
     pipe = Pipeline.from_uri(str(_pipeline_path(pipeline)))
     for label, overrides in (config or {}).items():
         for key, value in overrides.items():
             pipe.addConfigOverride(label, key, value)
-    butler = Butler.from_config(
-        str(repo), writeable=True, collections=input_collections, run=output_run
+    butler = Butler.from_config(repo, writeable=True, collections=input_collections, run=output_run)
+    builder = AllDimensionsQuantumGraphBuilder(
+        pipe.to_graph(), butler, where=where, output_run=output_run
     )
-    executor = SimplePipelineExecutor.from_pipeline_graph(
-        pipe.to_graph(), where=where, butler=butler, output_run=output_run
+    components = builder.finish(
+        metadata={"data_query": where, "output_run": output_run, "input": input_collections},
+        attach_datastore_records=True,
     )
-    predicted = executor.predicted
+    directory = Path(graph_dir or Path(repo) / "graphs")
+    directory.mkdir(parents=True, exist_ok=True)
+    graph_path = directory / f"{output_run.replace('/', '_')}-{uuid.uuid4().hex[:8]}.qg"
+    components.write(str(graph_path))
+    predicted = components.assemble()
     predicted.pipeline_graph.register_dataset_types(butler)
     predicted.write_configs(butler, compare_existing=False)
     predicted.write_init_outputs(butler, skip_existing=True)
     predicted.write_packages(butler, compare_existing=False)
     predicted.build_execution_quanta()
     graph = predicted.quantum_only_xgraph
-    single = SingleQuantumExecutor(
-        butler=butler, task_factory=TaskFactory(), raise_on_partial_outputs=True
+    result = RunResult(output_run=output_run, graph=str(graph_path))
+    remaining = {q: set(graph.predecessors(q)) for q in graph.nodes}
+    done: set[uuid.UUID] = set()
+    dead: set[uuid.UUID] = set()
+    bar = tqdm(
+        total=len(graph), desc=f"{Path(str(pipeline)).stem} quanta", unit="q", disable=not progress
     )
-    result = RunResult(output_run=output_run)
-    failed: set[Any] = set()
-    order = list(nx.topological_sort(graph))
-    bar = tqdm(order, desc="quanta", unit="q", disable=not progress)
-    for qid in bar:
+
+    def ready() -> list[uuid.UUID]:
+        out = [q for q, deps in remaining.items() if deps <= done]
+        for q in out:
+            del remaining[q]
+        return out
+
+    def finish(qid: uuid.UUID, outcome: tuple[str, float] | BaseException) -> None:
         node = graph.nodes[qid]
-        label = node["pipeline_node"].label
-        if any(a in failed for a in nx.ancestors(graph, qid)):
-            result.skipped += 1
-            failed.add(qid)
-            continue
-        start = time.perf_counter()
-        try:
-            single.execute(node["pipeline_node"], node["quantum"], qid)
-        except Exception as exc:  # one quantum's failure must not stop the others
-            failed.add(qid)
+        if isinstance(outcome, BaseException):
+            dead.add(qid)
             result.failed.append(
-                QuantumFailure(label, dict(node["quantum"].dataId.required), _describe(exc))
+                QuantumFailure(
+                    node["pipeline_node"].label,
+                    {k: v for k, v in node["quantum"].dataId.required.items()},
+                    _describe(outcome),
+                )
             )
-            continue
-        result.seconds_by_task.setdefault(label, []).append(time.perf_counter() - start)
-        result.succeeded += 1
+            for descendant in nx.descendants(graph, qid):
+                if descendant in remaining:
+                    del remaining[descendant]
+                    result.skipped += 1
+                    bar.update(1)
+        else:
+            label, seconds = outcome
+            _register_outputs(butler, repo, predicted, qid)
+            done.add(qid)
+            result.succeeded += 1
+            result.seconds_by_task.setdefault(label, []).append(seconds)
+        bar.update(1)
         bar.set_postfix(ok=result.succeeded, failed=len(result.failed))
+
+    if client is None:
+        while todo := ready():
+            for qid in todo:
+                try:
+                    outcome: Any = execute_quantum(repo, str(graph_path), str(qid))
+                except Exception as exc:  # one quantum's failure must not stop the others
+                    outcome = exc
+                finish(qid, outcome)
+    else:
+        from distributed import as_completed
+
+        def submit(qid: uuid.UUID) -> Any:
+            label = graph.nodes[qid]["pipeline_node"].label
+            return client.submit(
+                execute_quantum, repo, str(graph_path), str(qid), key=f"{label}-{qid}", pure=False
+            )
+
+        futures = {submit(q): q for q in ready()}
+        pending = as_completed(list(futures))
+        for future in pending:
+            qid = futures.pop(future)
+            try:
+                outcome = future.result()
+            except Exception as exc:
+                outcome = exc
+            finish(qid, outcome)
+            for q in ready():
+                new = submit(q)
+                futures[new] = q
+                pending.add(new)
+    bar.close()
+    result.wall_seconds = time.perf_counter() - t0
     return result
 
 

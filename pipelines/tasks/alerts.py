@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import io
 import math
 from typing import Any
@@ -17,7 +18,9 @@ __all__ = ["alert_schema", "cutout_fits", "make_alerts", "serialize_alerts"]
 CUTOUT_SIZE = 31
 
 
+@functools.cache
 def alert_schema() -> Any:
+    """The latest alert schema of ``lsst-alert-packet`` (parsed once per process)."""
     from lsst.alert.packet import Schema
 
     return Schema.from_file()

@@ -443,4 +443,19 @@ class AssociateTask(PipelineTask):
             "stored" if stored else "already in the APDB",
             len(packets),
         )
-        return Struct(dia_source=Table.from_pandas(sources), alerts=table)
+        return Struct(dia_source=Table.from_pandas(_arrow_safe(sources)), alerts=table)
+
+
+def _arrow_safe(frame: Any) -> Any:
+    """APDB frames can hold object columns (None for NULL): make them numeric or text."""
+    import pandas as pd
+
+    out = frame.copy()
+    for column in out.columns:
+        if out[column].dtype == object:
+            numeric = pd.to_numeric(out[column], errors="coerce")
+            if numeric.notna().any() or out[column].isna().all():
+                out[column] = numeric.astype(np.float64)
+            else:
+                out[column] = out[column].astype(str)
+    return out

@@ -109,3 +109,56 @@ def test_missing_template_fails_clearly(prompt_repo: dict) -> None:
             config=prompt_repo["kwargs"]["config"],
             progress=False,
         )
+
+
+def _alert_ids(repo: Path, run: str) -> list[int]:
+    butler = Butler.from_config(str(repo))
+    return sorted(
+        i
+        for ref in butler.query_datasets("alert_packets", collections=run)
+        for i in butler.get(ref).column("diaSourceId").to_pylist()
+    )
+
+
+@pytest.mark.integration
+def test_dask_run_matches_single_process_and_survives_a_killed_worker(prompt_repo: dict) -> None:
+    import os
+    import signal
+    import threading
+    import time
+
+    from distributed import Client, LocalCluster
+
+    apdb = create_apdb(prompt_repo["root"] / "apdb-dask")
+    kwargs = {**prompt_repo["kwargs"], "config": {"associate": {"apdb_config": str(apdb)}}}
+    killed: list[str] = []
+    with (
+        LocalCluster(
+            n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
+        ) as cluster,
+        Client(cluster) as client,
+    ):
+        pids = client.run(os.getpid)
+        outcome: dict = {}
+
+        def run() -> None:
+            outcome["result"] = run_pipeline(
+                prompt_repo["repo"], "prompt", output_run="prompt/dask", client=client, **kwargs
+            )
+
+        thread = threading.Thread(target=run)
+        thread.start()
+        deadline = time.monotonic() + 120
+        while not killed and time.monotonic() < deadline:
+            busy = [w for w, keys in client.processing().items() if keys and w in pids]
+            if busy and any("calibrate" in str(k) for k in client.processing()[busy[0]]):
+                os.kill(pids[busy[0]], signal.SIGKILL)  # a worker dies mid-quantum
+                killed.append(busy[0])
+            time.sleep(0.2)
+        thread.join(timeout=900)
+    assert killed, "no worker was busy with a calibrate quantum to kill"
+    result = outcome["result"]
+    assert result.failed == [] and result.succeeded == 8
+    assert _alert_ids(prompt_repo["repo"], "prompt/dask") == _alert_ids(
+        prompt_repo["repo"], "prompt/1"
+    )
