@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pwd
 import shutil
+import signal
 import subprocess
 import tempfile
 import time
@@ -107,6 +109,7 @@ def gateway_hub() -> Iterator[GatewayHub]:
             gw.stop_all()
         finally:
             hub.stop()
+            _stop_leftovers(data_dir)
             if os.geteuid() == 0:
                 for user in [*USERS, ADMIN]:
                     try:
@@ -118,3 +121,24 @@ def gateway_hub() -> Iterator[GatewayHub]:
                 print(f"kept {data_dir} (hub log: {data_dir}/testhub/jupyterhub.log)")
             else:
                 shutil.rmtree(data_dir, ignore_errors=True)
+
+
+def _stop_leftovers(data_dir: Path) -> None:
+    """Processes of this hub that outlived it: the managed services the hub restarted (the
+    gateway after the restart test) are not always stopped with it."""
+    mine = []
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit():
+            try:
+                cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+            except OSError:
+                continue
+            if str(data_dir) in cmdline:
+                mine.append(int(proc.name))
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        for pid in mine:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, sig)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and any(Path(f"/proc/{p}").exists() for p in mine):
+            time.sleep(0.2)
