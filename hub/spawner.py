@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import json
 import time
 from pathlib import Path
 from typing import Any, ClassVar
@@ -127,7 +128,7 @@ class SciplatSpawner(Spawner):
     def _backend(self) -> SpawnerBackend:
         """The backend; one per hub process and configuration, since it owns the children."""
         if self.backend_instance is None:
-            key = (self.backend, tuple(sorted(self.backend_config.items())))
+            key = _backend_key(self.backend, self.backend_config)
             if key not in self._backends:
                 cls = backend_class(self.backend)
                 self._backends[key] = cls(log=self.log, **self.backend_config)
@@ -140,7 +141,7 @@ class SciplatSpawner(Spawner):
     ) -> None:
         """Let the backend prepare *image* before the first spawn (the local one forks labs
         from a per-image zygote that takes a few seconds to start)."""
-        key = (backend, tuple(sorted(backend_config.items())))
+        key = _backend_key(backend, backend_config)
         if key not in cls._backends:
             cls._backends[key] = backend_class(backend)(log=log, **backend_config)
         prepare = getattr(cls._backends[key], "prewarm", None)
@@ -262,6 +263,7 @@ class SciplatSpawner(Spawner):
             discovery=self._discovery(),
             reset_dirs=list(self.reset_dirs),
             port=self.port,
+            extra=self._spec_extra(),
         )
         started = time.monotonic()
         self._state = {"options": self.lab_options.as_user_options()}
@@ -270,8 +272,17 @@ class SciplatSpawner(Spawner):
         self.log.info("Lab %s listening after %.2f s", self._log_name, time.monotonic() - started)
         return self._state["url"]
 
+    def _spec_extra(self) -> dict[str, Any]:
+        """What backends other than the local one need: a stable id, groups and disk quota."""
+        quota = effective_quota(self.settings, self._groups())
+        return {
+            "user_id": self.user.id,
+            "groups": self._groups(),
+            **({"disk": quota.disk} if quota else {}),
+        }
+
     async def poll(self) -> int | None:
-        if not self._state.get("pid"):
+        if not set(self._state) - {"options"}:  # nothing started (or state cleared)
             return 0
         return await self._backend().poll(self._state)
 
@@ -292,3 +303,8 @@ class SciplatSpawner(Spawner):
         super().clear_state()
         self._state = {}
         self.lab_options = None
+
+
+def _backend_key(backend: str, config: dict[str, Any]) -> tuple[str, str]:
+    """Cache key of a backend instance (config values may be dicts or lists)."""
+    return backend, json.dumps(config, sort_keys=True, default=str)
