@@ -48,13 +48,14 @@ def build_hips_catalog(
     per_tile: int = 50,
 ) -> Path:
     """Write ``<dataset_root>/hips/<name>``; returns it."""
-    import duckdb
     from astropy import units as u
     from astropy.coordinates import Latitude, Longitude
     from astropy_healpix import HEALPix
 
+    from sciplat.services.images.catalogdb import connect_catalog
+
     dataset_root = Path(dataset_root)
-    con = duckdb.connect(str(dataset_root / "catalog" / "catalog.duckdb"), read_only=True)
+    con = connect_catalog(dataset_root / "catalog" / "catalog.duckdb")
     try:
         present = {d[0] for d in con.execute("SELECT * FROM dp1.Object LIMIT 0").description}
         columns = [c for c in COLUMNS if c in present]

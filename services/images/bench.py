@@ -187,9 +187,9 @@ def _throughput(
 
 def _dataset_facts(dataset: Path) -> dict[str, Any]:
     """Positions to query: image centres and DIDs, object positions, HiPS tiles."""
-    import duckdb
+    from sciplat.services.images.catalogdb import connect_catalog
 
-    con = duckdb.connect(str(dataset / "catalog" / "catalog.duckdb"), read_only=True)
+    con = connect_catalog(dataset / "catalog" / "catalog.duckdb")
     try:
         images = con.execute(
             "SELECT obs_publisher_did, s_ra, s_dec, s_xel1 FROM ivoa.obscore WHERE calib_level = 2"

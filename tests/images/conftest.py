@@ -24,6 +24,7 @@ from sciplat.config import Settings
 from sciplat.services.app import create_app
 from sciplat.services.hips import plugin as hips_plugin
 from sciplat.services.images import datalink, sia, soda
+from sciplat.services.images.catalogdb import connect_catalog
 from sciplat.services.scs import plugin as scs_plugin
 from support.net import free_port, wait_for_http
 
@@ -103,9 +104,7 @@ async def api(image_server, tokens) -> AsyncIterator[httpx.AsyncClient]:
 
 @pytest.fixture(scope="session")
 def obscore_rows(image_dataset) -> list[dict[str, Any]]:
-    import duckdb
-
-    con = duckdb.connect(str(image_dataset / "catalog" / "catalog.duckdb"), read_only=True)
+    con = connect_catalog(image_dataset / "catalog" / "catalog.duckdb")
     try:
         cursor = con.execute("SELECT * FROM ivoa.obscore")
         names = [d[0] for d in cursor.description]

@@ -5,13 +5,14 @@ from __future__ import annotations
 import io
 import subprocess
 
-import duckdb
 import httpx
 import numpy as np
 import pytest
 from astropy.io import fits
 from astropy.io.votable import parse_single_table
 from PIL import Image
+
+from sciplat.services.images.catalogdb import connect_catalog
 
 pytestmark = pytest.mark.integration
 
@@ -20,7 +21,7 @@ HIPS = "/services/api/hips"
 
 
 def _objects(image_dataset) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    con = duckdb.connect(str(image_dataset / "catalog" / "catalog.duckdb"), read_only=True)
+    con = connect_catalog(image_dataset / "catalog" / "catalog.duckdb")
     try:
         rows = con.execute("SELECT objectId, coord_ra, coord_dec FROM dp1.Object").fetchnumpy()
     finally:
