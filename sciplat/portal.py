@@ -21,7 +21,15 @@ from typing import Any
 
 from sciplat.client import Discovery, discovery
 
-__all__ = ["client", "get_query", "portal_url", "show_image", "show_plot", "show_table"]
+__all__ = [
+    "PortalError",
+    "client",
+    "get_query",
+    "portal_url",
+    "show_image",
+    "show_plot",
+    "show_table",
+]
 
 _clients: dict[tuple[str, str], Any] = {}
 
@@ -125,10 +133,17 @@ def show_image(image: Any, *, title: str | None = None, fc: Any = None) -> dict[
 def show_plot(
     table: Any, *, x: str, y: str | None = None, kind: str = "scatter", fc: Any = None
 ) -> dict[str, Any]:
-    """Plot columns of a table in the portal: ``kind`` is ``scatter`` (x, y) or ``histogram``."""
+    """Plot columns of a table in the portal: ``kind`` is ``scatter`` (x, y) or ``histogram``.
+
+    *table* is a table id :func:`show_table` returned, or anything it takes (shown first).
+    """
     fc = fc or client()
-    tbl_id = table if isinstance(table, str) and table.startswith("sciplat-") else None
-    tbl_id = tbl_id or show_table(table, fc=fc)
+    is_id = (
+        isinstance(table, str)
+        and not Path(table).is_file()
+        and not table.startswith(("http://", "https://"))
+    )
+    tbl_id = table if is_id else show_table(table, fc=fc)
     if kind == "histogram":
         return _check(fc.show_histogram(tbl_id, col=x), "show_plot")
     if kind != "scatter" or y is None:

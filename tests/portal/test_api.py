@@ -121,3 +121,55 @@ def test_unreadable_image_and_no_token(alice, portal_url):
     assert status["success"] is False and "cannot be read as FITS" in status["error"]
     anonymous = httpx.get(f"{portal_url}/api/results")
     assert anonymous.status_code == 401
+
+
+def test_image_from_workspace_via_datalink_and_save(alice, portal_hub, tmp_path):
+    """An image URL on the platform is fetched with the user's token; a DataLink document is
+    followed to its #this link; an unreadable file is refused; results save to the workspace."""
+    import numpy as np
+    from astropy.io import fits
+    from astropy.io.votable import from_table
+    from astropy.table import Table
+
+    token = portal_hub.token_for("alice")
+    dav = f"{portal_hub.url}/services/api/webdav/home/alice"
+    headers = {"Authorization": f"Bearer {token}"}
+    import httpx
+
+    with httpx.Client(headers=headers, timeout=120) as http:
+        http.request("MKCOL", f"{dav}/imgs/")
+        image = tmp_path / "im.fits"
+        fits.PrimaryHDU(np.arange(64 * 48, dtype="f4").reshape(48, 64)).writeto(image)
+        assert http.put(f"{dav}/imgs/im.fits", content=image.read_bytes()).status_code < 300
+        links = Table(
+            {
+                "ID": ["ivo://test/im"],
+                "access_url": [f"{dav}/imgs/im.fits"],
+                "semantics": ["#this"],
+                "content_type": ["application/fits"],
+            }
+        )
+        doc = tmp_path / "links.xml"
+        from_table(links).to_xml(str(doc))
+        assert http.put(f"{dav}/imgs/links.xml", content=doc.read_bytes()).status_code < 300
+        assert http.put(f"{dav}/imgs/junk.fits", content=b"junk").status_code < 300
+
+    info = alice.post("/api/images", json={"url": f"{dav}/imgs/links.xml"}).json()
+    assert info["width"] == 64 and info["height"] == 48 and info["has_wcs"] is False
+    png = alice.get(f"/api/images/{info['id']}/png", params={"stretch": "log", "cmap": "viridis"})
+    assert png.status_code == 200 and png.content[:4] == b"\x89PNG"
+    no_wcs = alice.get(f"/api/images/{info['id']}/world", params={"x": 1, "y": 1})
+    assert no_wcs.status_code == 400 and "WCS" in no_wcs.json()["message"]
+    bad_stretch = alice.get(f"/api/images/{info['id']}/png", params={"stretch": "nope"})
+    assert bad_stretch.status_code == 400 and "nope" in bad_stretch.json()["message"]
+    junk = alice.post("/api/images", json={"url": f"{dav}/imgs/junk.fits"})
+    assert junk.status_code == 400 and "cannot be read as FITS" in junk.json()["message"]
+
+    job = _run(alice, "SELECT TOP 10 objectId, coord_ra FROM dp1.Object")
+    rid = alice.post(f"/api/jobs/{job['job_id']}/load").json()["id"]
+    saved = alice.post(f"/api/results/{rid}/save", json={"format": "csv", "name": "ten"}).json()
+    assert saved["path"] == "~/portal/ten.csv"
+    back = httpx.get(f"{dav}/portal/ten.csv", headers=headers)
+    assert back.status_code == 200 and back.text.count("\n") == 11
+    refused = alice.post(f"/api/results/{rid}/save", json={"format": "csv", "name": "../x"})
+    assert refused.status_code == 400

@@ -79,6 +79,11 @@ def test_firefly_client_drives_portal(portal_hub, portal_url, tmp_path):
     assert plot == {"type": "scatter", "result": message["result"]["id"], "x": "ra", "y": "dec"}
     assert fc.show_histogram("tbl1", col="mag", numBins=5)["success"] is True
     assert json.loads(viewer.recv())["plot"]["type"] == "histogram"
+    # the same through sciplat.portal (what a notebook calls)
+    portal.show_plot("tbl1", x="mag", kind="histogram", fc=fc)
+    assert json.loads(viewer.recv())["plot"]["x"] == "mag"
+    with pytest.raises(portal.PortalError, match="No table 'sciplat-nope' on this channel"):
+        portal.show_plot("sciplat-nope", x="a", y="b", fc=fc)
 
     image = tmp_path / "img.fits"
     _fits(image)
