@@ -46,6 +46,8 @@ CLI_SCOPES = [
     "read:hub",
     "access:servers",
     "read:roles",
+    "list:services",
+    "read:services",
 ]
 CULLER_SCOPES = [
     "list:users",

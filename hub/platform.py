@@ -205,6 +205,7 @@ class Platform:
             self._start_hub(config)
             started.append("hub")
         self.wait_healthy(timeout=timeout)
+        self.wait_services(say=say, timeout=timeout)
         return StartResult(
             url=self.url,
             admin_user=admin[0] if admin else None,
@@ -279,6 +280,39 @@ class Platform:
             f"JupyterHub not healthy after {timeout:.0f} s (last: {last}); "
             f"log tail:\n{self.hub.log_tail()}"
         )
+
+    def wait_services(self, *, say: Say = lambda _: None, timeout: float = 120.0) -> list[str]:
+        """Until the proxy routes every hub-managed service (the hub starts them one by one and
+        routes each once it answers). Services still missing after *timeout* are reported, not
+        fatal: the hub itself serves. Returns the missing services' names."""
+        deadline = time.monotonic() + timeout
+        token = ensure_secret(self.settings.run_dir / "proxy-token")
+        routes_url = f"http://127.0.0.1:{self.settings.ports.proxy_api}/api/routes"
+        missing: list[str] = []
+        while True:
+            try:
+                with self.api(timeout=5) as api:
+                    services = api.get("/services").json()
+                managed = {
+                    name: (info.get("prefix") or f"/services/{name}/").rstrip("/")
+                    for name, info in services.items()
+                    if info.get("url") and info.get("command")
+                }
+                routes = httpx.get(
+                    routes_url, headers={"Authorization": f"token {token}"}, timeout=5
+                ).json()
+                routed = {path.rstrip("/") for path in routes}
+                missing = sorted(n for n, prefix in managed.items() if prefix not in routed)
+            except (httpx.HTTPError, ValueError, AttributeError):
+                missing = ["(hub API)"]
+            if not missing:
+                say("services ready: " + ", ".join(sorted(managed)))
+                return []
+            if time.monotonic() > deadline or self.hub.pid() is None:
+                waiting = ", ".join(missing)
+                say(f"WARNING: not yet serving: {waiting} (see {self.hub.log_file})")
+                return missing
+            time.sleep(0.5)
 
     def _ensure_dataset(self, say: Say) -> None:
         s = self.settings
