@@ -226,20 +226,25 @@ class ResultCache:
         with self._lock:
             if not sort and not filters and (user, result_id) not in self._hot:
                 # Browsing in file order needs no load: read the page's row groups only.
-                table = self._db.execute(
+                table = self._arrow(
                     f"SELECT * FROM read_parquet(?) LIMIT {limit} OFFSET {offset}",
                     [str(self.path(user, result_id))],
-                ).to_arrow_table()
+                )
                 return self._page_dict(result_id, offset, info.rows, info, table)
             rel = self._relation(user, result_id)
             try:
-                total = self._db.execute(f"SELECT count(*) FROM {rel}{where}", args).fetchone()[0]
-                table = self._db.execute(
+                count = self._db.execute(f"SELECT count(*) FROM {rel}{where}", args)
+                total = count.fetchall()[0][0]
+                table = self._arrow(
                     f"SELECT * FROM {rel}{where}{order} LIMIT {limit} OFFSET {offset}", args
-                ).to_arrow_table()
+                )
             except duckdb.Error as exc:
                 raise UsageError(f"Bad filter: {str(exc).splitlines()[0]}") from exc
         return self._page_dict(result_id, offset, total, info, table)
+
+    def _arrow(self, sql: str, args: list[Any]) -> pa.Table:
+        """Run *sql* (with parameters) straight to Arrow (caller holds the lock)."""
+        return self._db.sql(sql, params=args or None).to_arrow_table()
 
     @staticmethod
     def _page_dict(
@@ -269,7 +274,7 @@ class ResultCache:
             aggregates += f"quantile_cont({col}, [0.25, 0.5, 0.75])"
         with self._lock:
             rel = self._relation(user, result_id)
-            row = self._db.execute(f"SELECT {aggregates} FROM {rel}{where}", args).fetchone()
+            row = self._db.execute(f"SELECT {aggregates} FROM {rel}{where}", args).fetchall()[0]
         out: dict[str, Any] = {
             "column": column,
             "rows": row[0],
@@ -303,7 +308,7 @@ class ResultCache:
         lim = f" LIMIT {int(limit)}" if limit else ""
         with self._lock:
             rel = self._relation(user, result_id)
-            return self._db.execute(f"SELECT {cols} FROM {rel}{where}{lim}", args).to_arrow_table()
+            return self._arrow(f"SELECT {cols} FROM {rel}{where}{lim}", args)
 
     def export(self, user: str, result_id: str, fmt: str, target: Path) -> None:
         """Write the whole result as ``parquet``, ``csv`` or ``votable`` to *target*."""
