@@ -91,7 +91,8 @@ def create_app(
         or os.environ.get("JUPYTERHUB_API_URL")
         or f"http://127.0.0.1:{settings.ports.hub}/hub/api"
     )
-    api_url = (api_url or f"http://127.0.0.1:{settings.hub.port}/services/api").rstrip("/")
+    proxy_host = settings.hub.ip if settings.hub.ip not in ("", "0.0.0.0", "::") else "127.0.0.1"
+    api_url = (api_url or f"http://{proxy_host}:{settings.hub.port}/services/api").rstrip("/")
     state_dir = settings.data_dir / "portal"
 
     @asynccontextmanager
