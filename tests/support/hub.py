@@ -11,8 +11,10 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import signal
 import subprocess
 import sys
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -106,16 +108,19 @@ class TestHub:
         return token
 
     def stop(self) -> None:
+        """Stop the hub, then whatever it started that outlived it (its process group)."""
         self.process.terminate()
         try:
             self.process.wait(timeout=20)
         except subprocess.TimeoutExpired:
             self.process.kill()
             self.process.wait()
-        # The proxy is the hub's child and stops with it; make sure.
-        pid_file = self.directory / "proxy.pid"
-        if pid_file.exists():
-            subprocess.run(["pkill", "-F", str(pid_file)], check=False)
+        for sig in (signal.SIGTERM, signal.SIGKILL):
+            try:
+                os.killpg(self.process.pid, sig)
+            except ProcessLookupError:
+                break
+            time.sleep(1.0)
 
 
 def start_test_hub(
@@ -173,6 +178,7 @@ def start_test_hub(
         stdout=log,
         stderr=subprocess.STDOUT,
         env=env,
+        start_new_session=True,  # its services and proxy share its process group
     )
     url = f"http://127.0.0.1:{port}"
     hub = TestHub(
