@@ -5,6 +5,10 @@ set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$here"
 mkdir -p test-artifacts
+# pytest imports test modules by basename (rootdir conftest, "prepend" mode): two test files
+# with one name in different folders cannot both be collected.
+dupes=$(find tests -name 'test_*.py' -printf '%f\n' | sort | uniq -d)
+if [ -n "$dupes" ]; then echo "duplicate test file names (rename one of each): $dupes" >&2; exit 1; fi
 ruff check .
 ruff format --check . || { echo "ruff format: run 'ruff format .'" >&2; exit 1; }
 exec python -m pytest -p no:cacheprovider --timeout=900 "$@"
