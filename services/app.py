@@ -43,6 +43,7 @@ PLUGINS: list[str] = [
     "sciplat.services.images.soda:plugin",
     "sciplat.services.scs:plugin",
     "sciplat.services.hips:plugin",
+    "sciplat.services.alerts:plugin",
 ]
 
 

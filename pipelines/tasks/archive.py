@@ -40,12 +40,16 @@ class AlertArchive:
         return sorted(int(p.name) for p in self.root.iterdir() if p.name.isdigit())
 
     def replay(self, since_visit: int = 0) -> Iterator[dict[str, Any]]:
-        from lsst.alert.packet import retrieve_alerts
-
         for visit in self.visits():
             if visit < since_visit:
                 continue
             for path in sorted((self.root / str(visit)).glob("*.avro")):
-                with open(path, "rb") as f:
-                    _, alerts = retrieve_alerts(f)
-                    yield from alerts
+                yield from self.read_file(path)
+
+    @staticmethod
+    def read_file(path: Path) -> list[dict[str, Any]]:
+        from lsst.alert.packet import retrieve_alerts
+
+        with open(path, "rb") as f:
+            _, alerts = retrieve_alerts(f)
+            return list(alerts)
