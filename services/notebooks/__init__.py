@@ -6,6 +6,8 @@ Mounted in the API service as ``/services/api/notebooks`` (plugin name ``noteboo
 
 from __future__ import annotations
 
+import asyncio
+
 from sciplat.services.plugin import AppContext, ServicePlugin
 
 __all__ = ["plugin"]
@@ -20,12 +22,18 @@ async def _startup(context: AppContext) -> None:
     settings = context.settings
     store = JobStore(settings.services_state_dir / "notebooks")
     catalog = TemplateCatalog([*default_template_dirs(), *settings.notebooks.template_dirs])
-    context.state["notebooks"] = NotebookService(settings, store, catalog, Executor(settings))
+    service = NotebookService(settings, store, catalog, Executor(settings))
+    context.state["notebooks"] = service
+    # Read the catalogue (and import nbformat/jsonschema, slow) in the background, so neither
+    # the service's start nor its first request waits for it.
+    service.warmup = asyncio.create_task(asyncio.to_thread(catalog.templates))
 
 
 async def _shutdown(context: AppContext) -> None:
     service = context.state.pop("notebooks", None)
     if service is not None:
+        if service.warmup is not None:
+            await asyncio.gather(service.warmup, return_exceptions=True)
         await service.shutdown()
         service.store.close()
 

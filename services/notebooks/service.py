@@ -78,6 +78,7 @@ class NotebookService:
         self.executor = executor
         self._slots = asyncio.Semaphore(settings.notebooks.max_concurrent)
         self._tasks: dict[str, asyncio.Task[None]] = {}
+        self.warmup: asyncio.Future[Any] | None = None
         for job in store.interrupted():
             store.update(
                 job.id,

@@ -53,10 +53,12 @@ def test_pick_fill_run_watch_read_share(page_server, test_hub):
             expect(page.locator("#signin")).to_be_visible()
             page.fill("#token-input", alice)
             page.click("#signin button")
-            expect(page.locator("button.template", has_text="Square a number")).to_be_visible()
+            expect(page.locator("button.template", has_text="Square a number")).to_be_visible(
+                timeout=60_000
+            )
             expect(page.locator("button.template", has_text="(broken)").first).to_be_visible()
             page.click("button.template:has-text('Square a number')")
-            expect(page.locator("#param-n")).to_have_value("3")
+            expect(page.locator("#param-n")).to_have_value("3", timeout=30_000)
             page.fill("#param-n", "12")
             page.select_option("#param-label", "b")
             page.check("#param-loud")

@@ -134,7 +134,6 @@
     history.replaceState(null, "", url.pathname + url.search);
     $("run-area").hidden = false;
     $("output").hidden = true;
-    $("output").srcdoc = "";
     $("run-error").hidden = true;
     await poll();
   }
@@ -169,8 +168,11 @@
     }
     const html = await call("/jobs/" + id + "/html");
     if (html.ok && id === current) {
-      $("output").srcdoc = await html.text();
-      $("output").hidden = false;
+      // A fresh frame each time: Chromium leaves a reused srcdoc frame blank.
+      const fresh = $("output").cloneNode(false);
+      fresh.srcdoc = await html.text();
+      fresh.hidden = false;
+      $("output").replaceWith(fresh);
       $("ipynb-link").hidden = false;
       $("ipynb-link").onclick = (e) => { e.preventDefault(); download(id); };
     }
