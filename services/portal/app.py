@@ -39,6 +39,17 @@ def _warm_plots() -> None:
         log.exception("datashader warm-up failed")
 
 
+_warmed = threading.Event()
+
+
+def warm_plots_once() -> None:
+    """Compile datashader in the background once a user opens the portal (not at start-up:
+    a platform whose users never plot should not pay ~10 s of CPU for it)."""
+    if not _warmed.is_set():
+        _warmed.set()
+        threading.Thread(target=_warm_plots, name="portal-warm-up", daemon=True).start()
+
+
 def aladin_path() -> Path | None:
     """Aladin Lite's ``aladin.js`` as installed from npm by ``scripts/setup.sh``."""
     prefix = Path(os.environ.get("SCIPLAT_PREFIX", "/opt/sciplat"))
@@ -120,7 +131,6 @@ def create_app(
             upload_dir=state_dir / "uploads",
             aladin_js=aladin_path(),
         )
-        threading.Thread(target=_warm_plots, name="portal-warm-up", daemon=True).start()
         try:
             yield
         finally:

@@ -181,6 +181,9 @@ def build_router(prefix: str) -> APIRouter:
     # identity, schema, history -----------------------------------------------------------------
     @router.get("/api/me")
     async def me(request: Request, user: AuthenticatedUser = Depends(api_user)) -> JSONResponse:
+        from sciplat.services.portal.app import warm_plots_once
+
+        warm_plots_once()
         ctx = request.app.state.portal
         return JSONResponse(
             {
