@@ -41,6 +41,7 @@ SUPPORTED_ACTIONS = {
     "ImagePlotCntlr.PlotImage": "show a FITS image (file on server or URL)",
     "charts.data/chartAdd": "XY plot (scatter), histogram, or a plotly-style chart of columns",
     "ImagePlotCntlr.PlotHiPS": "show a HiPS survey in the all-sky view",
+    "ExternalAccessCntlr/extensionAdd": "accepted: the page sends table.highlight row events",
     "layout.setLayoutMode": "accepted, no effect (the portal has a fixed layout)",
     "layout.updateLayout": "accepted, no effect",
     "StartBrowserTab": "accepted, no effect",

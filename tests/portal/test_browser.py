@@ -6,6 +6,7 @@ Screenshots go to ``test-artifacts/portal/``."""
 from __future__ import annotations
 
 import json
+import threading
 from pathlib import Path
 
 import httpx
@@ -94,8 +95,23 @@ def test_portal_in_browser(portal_hub, portal_url, tmp_path, monkeypatch):
             fc = portal.client(portal_url, token=token, channel=me["channel"])
             image = tmp_path / "field.fits"
             stars = star_field(image)
-            portal.show_table(stars, title="stars from a notebook", fc=fc)
+            tbl_id = portal.show_table(stars, title="stars from a notebook", fc=fc)
             expect(page.locator("#result-meta")).to_contain_text(f"{len(stars)} rows")
+            # a row picked in the page reaches the notebook's Firefly highlight callback
+            picked: list = []
+            done = threading.Event()
+
+            def on_row(absolute, relative, data, table_id):
+                picked.append((absolute, relative, data, table_id))
+                done.set()
+
+            fc.table_highlight_callback(on_row, None)
+            page.wait_for_timeout(1000)
+            page.locator("#table tbody tr").nth(2).click()
+            assert done.wait(30)
+            absolute, relative, data, table_id = picked[-1]
+            assert (absolute, relative, table_id) == (2, 2, tbl_id)
+            assert abs(data["ra"] - stars["ra"][2]) < 1e-9
             portal.show_image(str(image), title="field", fc=fc)
             expect(page.locator("#msg")).to_contain_text("image field", timeout=30_000)
             page.click("#overlay")

@@ -169,9 +169,9 @@ async function loadPage() {
     S.page = page;
     const body = $("table").querySelector("tbody"); body.innerHTML = "";
     page.rows.forEach((row, i) => {
-      const tr = document.createElement("tr");
+      const tr = document.createElement("tr"); tr.dataset.idx = S.offset + i; tr.dataset.num = i;
       tr.innerHTML = row.map((v) => `<td>${v === null ? "" : esc(typeof v === "number" && !Number.isInteger(v) ? v.toPrecision(8) : v)}</td>`).join("");
-      tr.onclick = () => { body.querySelectorAll("tr").forEach((r) => r.classList.remove("sel")); tr.classList.add("sel"); selectRow(row); };
+      tr.onclick = () => { body.querySelectorAll("tr").forEach((r) => r.classList.remove("sel")); tr.classList.add("sel"); selectRow(row, S.offset + i, i); };
       body.appendChild(tr);
     });
     $("pageinfo").textContent = ` rows ${page.total ? S.offset + 1 : 0}-${Math.min(S.offset + S.limit, page.total)} of ${page.total} (${(performance.now() - t0).toFixed(0)} ms) `;
@@ -187,8 +187,13 @@ async function showStats(col) {
   } catch (e) { msg(e.message, true); }
 }
 function rowObject(row) { const o = {}; S.result.columns.forEach((c, i) => o[c.name] = row[i]); return o; }
-function selectRow(row) {
+function selectRow(row, idx, num) {
   S.selRow = rowObject(row);
+  if (S.ws && S.ws.readyState === 1) {  // Firefly's table.highlight event, for notebook listeners
+    const tblId = (S.tblIds || {})[S.result.id] || S.result.id;
+    S.ws.send(JSON.stringify({ name: "EXTENSION_ACTIVATE", tbl_id: tblId,
+      data: { type: "table.highlight", row: { ...S.selRow, ROW_IDX: idx, ROW_NUM: num } } }));
+  }
   $("cutout").disabled = !(S.imageDataset && skyOf(S.selRow));
   if (S.plot) drawPlot(true);
   if (S.selRow.access_url) { $("img-url").value = S.selRow.access_url; }
@@ -385,7 +390,7 @@ function connectChannel(channel) {
     const m = JSON.parse(ev.data);
     if (m.name === "EVT_CONN_EST") { window.portalConnected = true; return; }
     try {
-      if (m.kind === "table") { await refreshResults(m.result.id); showTab("query"); msg(`table ${m.result.title} from a notebook`); }
+      if (m.kind === "table") { S.tblIds = S.tblIds || {}; S.tblIds[m.result.id] = m.tbl_id; await refreshResults(m.result.id); showTab("query"); msg(`table ${m.result.title} from a notebook`); }
       else if (m.kind === "image") { await showImage(m.image); }
       else if (m.kind === "plot") { await applyPushedPlot(m.plot); }
       else if (m.kind === "hips") { showTab("sky"); }
