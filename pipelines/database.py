@@ -140,7 +140,7 @@ def arrow_schema(spec: TableSpec) -> pa.Schema:
 
 
 def arrow_table(spec: TableSpec, columns: dict[str, np.ndarray]) -> pa.Table:
-    """Columns -> Arrow table with exactly the felis columns, types and order (NaN stays NaN)."""
+    """Columns -> Arrow table with exactly the felis columns, types and order (NaN -> NULL)."""
     schema = arrow_schema(spec)
     if not columns:
         return schema.empty_table()
@@ -165,7 +165,8 @@ def arrow_table(spec: TableSpec, columns: dict[str, np.ndarray]) -> pa.Table:
         elif pa.types.is_timestamp(f.type):
             arrays.append(pa.array(np.asarray(values, dtype="datetime64[us]"), type=f.type))
         else:
-            arrays.append(pa.array(np.asarray(values), type=f.type, from_pandas=False))
+            # NaN (no measurement) becomes NULL, so SQL aggregates skip it as users expect.
+            arrays.append(pa.array(np.asarray(values), type=f.type, from_pandas=True))
     return pa.Table.from_arrays(arrays, schema=schema)
 
 
