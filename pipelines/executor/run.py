@@ -88,7 +88,12 @@ def execute_quantum(repo: str, graph_path: str, quantum_id: str) -> tuple[str, f
         clobber_outputs=True,
         raise_on_partial_outputs=True,
     )
-    executor.execute(node["pipeline_node"], node["quantum"], qid)
+    # One core per quantum, and the same BLAS threading in every process: multi-threaded
+    # BLAS reductions round differently, which can flip a source sitting at the threshold.
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=1):
+        executor.execute(node["pipeline_node"], node["quantum"], qid)
     return node["pipeline_node"].label, time.perf_counter() - start
 
 
