@@ -214,6 +214,8 @@ def _async_once(client: httpx.Client, url: str) -> None:
         data={"QUERY": "SELECT COUNT(*) AS n FROM dp1.Object WHERE objectId < 100", "PHASE": "RUN"},
     )
     job = created.url
+    # Some servers (DaCHS 2.7) ignore PHASE=RUN on creation; asking again is harmless.
+    client.post(f"{job}/phase", data={"PHASE": "RUN"})
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         body = client.get(job, params={"WAIT": "10"}).text
@@ -310,7 +312,10 @@ def _measure(
             ).raise_for_status(),
         )
         progress("async floor")
-        result["async_floor"] = _timed(15, lambda: _async_once(client, url))
+        try:
+            result["async_floor"] = _timed(15, lambda: _async_once(client, url))
+        except (RuntimeError, httpx.HTTPError) as exc:
+            result["async_floor"] = {"error": str(exc)[:500]}
         progress("streaming")
         result["stream"] = _streaming(client, url, min(rows, 1_000_000), formats, headers)
     return result
