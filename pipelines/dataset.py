@@ -214,6 +214,13 @@ def _build(root: Path, size: Any, seed: int, progress: bool) -> DatasetInfo:
     counts["images"] = len(image_refs)
     say("[data] catalogs")
     counts.update(_catalogs(root, survey, image_refs, progress))
+    if size.images:
+        say("[data] HiPS surveys and catalogue")
+        from sciplat.services.hips.build import build_hips
+
+        # tiny (CI) trades tile resolution for time; the others keep 2x2 binning.
+        counts["hips"] = len(build_hips(root, binning=4 if size.name == "tiny" else 2))
+    _publish(root)
     info = DatasetInfo(
         format_version=FORMAT_VERSION,
         size=size.name,
@@ -248,6 +255,20 @@ def _build(root: Path, size: Any, seed: int, progress: bool) -> DatasetInfo:
     shutil.rmtree(root / ".build" / "staging", ignore_errors=True)
     (root / ".build" / "state.json").unlink(missing_ok=True)
     return info
+
+
+def _publish(root: Path) -> None:
+    """Make the data preview readable by every lab account (files are written through private
+    temporary files, 0600); nothing in it is writable but by its builder."""
+    for dirpath, dirnames, filenames in os.walk(root):
+        if Path(dirpath).name == ".build":
+            dirnames[:] = []
+            continue
+        os.chmod(dirpath, 0o755)
+        for name in filenames:
+            path = os.path.join(dirpath, name)
+            if not os.path.islink(path):
+                os.chmod(path, 0o644)
 
 
 # -- images ---------------------------------------------------------------------------------
