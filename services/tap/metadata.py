@@ -14,6 +14,7 @@ from sciplat.services.common.vosi import (
     Capability,
     capabilities_xml,
 )
+from sciplat.services.tap.adql.geometry import GEOMETRY_FUNCTIONS
 from sciplat.services.tap.schema import ColumnMeta, TableMeta, TapSchema
 from sciplat.services.tap.upload import MAX_UPLOAD_BYTES
 from sciplat.services.tap.votable.formats import FORMATS
@@ -22,20 +23,8 @@ __all__ = ["capabilities_document", "examples", "examples_document", "table_xml"
 
 _TR = "ivo://ivoa.net/std/TAPRegExt#"
 _FEATURES = {
-    "features-adqlgeo": [
-        "POINT",
-        "CIRCLE",
-        "BOX",
-        "POLYGON",
-        "CONTAINS",
-        "INTERSECTS",
-        "DISTANCE",
-        "AREA",
-        "CENTROID",
-        "COORD1",
-        "COORD2",
-        "COORDSYS",
-    ],
+    # Declared from the translator's own list, so capabilities never promise more than it does.
+    "features-adqlgeo": sorted(GEOMETRY_FUNCTIONS),
     "features-adql-string": ["LOWER", "UPPER", "ILIKE"],
     "features-adql-sets": ["UNION", "EXCEPT", "INTERSECT"],
     "features-adql-common-table": ["WITH"],
