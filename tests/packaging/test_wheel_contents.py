@@ -43,20 +43,24 @@ def tracked_package_files() -> dict[str, str]:
 def wheel_names(tmp_path_factory: pytest.TempPathFactory) -> set[str]:
     if not (REPO / ".git").exists():
         pytest.fail("the packaging test needs a git checkout")
+    # Build from a copy of the tracked tree: building in place leaves a build/ folder whose stale
+    # files would end up in later wheels.
+    source = tmp_path_factory.mktemp("source")
+    listed = subprocess.run(
+        ["git", "ls-files", "-co", "--exclude-standard"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
+    for path in listed:
+        if (REPO / path).is_file():
+            (source / path).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(REPO / path, source / path)
     out = tmp_path_factory.mktemp("wheel")
+    pip_wheel = ["pip", "wheel", "-q", "--no-deps", "--no-build-isolation", "-w", str(out)]
     subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pip",
-            "wheel",
-            "-q",
-            "--no-deps",
-            "--no-build-isolation",
-            "-w",
-            str(out),
-            str(REPO),
-        ],
+        [sys.executable, "-m", *pip_wheel, str(source)],
         check=True,
         capture_output=True,
     )
