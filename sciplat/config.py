@@ -22,6 +22,7 @@ __all__ = [
     "GroupConfig",
     "HubConfig",
     "ImageConfig",
+    "MyDBConfig",
     "NotebooksConfig",
     "OIDCConfig",
     "PortsConfig",
@@ -40,6 +41,7 @@ CUSTOM_SCOPES: dict[str, str] = {
     "custom:files:write": "Read and write the user's and their groups' workspaces.",
     "custom:portal:use": "Use the portal.",
     "custom:notebooks:exec": "Run prepared and templated notebooks.",
+    "custom:mydb:write": "Create, drop and share the user's own tables (MyDB).",
 }
 GATEWAY_SCOPE = "access:services!service=dask-gateway"
 KNOWN_SCOPES = frozenset([*CUSTOM_SCOPES, GATEWAY_SCOPE])
@@ -125,8 +127,14 @@ class QuotaConfig(_Model):
     disk: ByteSize = Field(10 * 2**30, description="Home directory disk quota.")
     notebooks_concurrent: int = Field(2, ge=0, description="Concurrent notebook executions.")
     named_servers: int = Field(2, ge=0, description="Named servers beyond the default one.")
+    mydb_rows: int = Field(
+        10_000_000, ge=0, description="Rows across the user's (or group's) MyDB tables."
+    )
+    mydb_bytes: ByteSize = Field(
+        2 * 2**30, description="Stored bytes across the user's (or group's) MyDB tables ('2G')."
+    )
 
-    @field_validator("dask_memory", "disk", mode="before")
+    @field_validator("dask_memory", "disk", "mydb_bytes", mode="before")
     @classmethod
     def _bytes(cls, value: int | str) -> int:
         return parse_bytes(value)
@@ -256,6 +264,29 @@ class CatalogConfig(_Model):
     query_timeout: int = Field(600, ge=1, description="Seconds before a query is cancelled.")
 
 
+class MyDBConfig(_Model):
+    """User tables (MyDB): per-user ``user_<name>`` and per-group ``group_<name>`` schemas."""
+
+    max_upload_bytes: ByteSize = Field(
+        512 * 2**20, description="Largest file accepted by a table upload ('512M')."
+    )
+    writer_url: str = Field(
+        "",
+        description="postgresql://... of a role that may create schemas and tables, used to "
+        "write user tables on the postgres backend; empty means catalog.url.",
+    )
+    reader_role: str = Field(
+        "",
+        description="PostgreSQL role the TAP service reads as, granted SELECT on user tables; "
+        "empty means the user of catalog.url.",
+    )
+
+    @field_validator("max_upload_bytes", mode="before")
+    @classmethod
+    def _bytes(cls, value: int | str) -> int:
+        return parse_bytes(value)
+
+
 class NotebooksConfig(_Model):
     """Prepared and templated notebook execution (the ``notebooks`` API service)."""
 
@@ -337,6 +368,7 @@ class Settings(_Model):
     catalog: CatalogConfig = Field(default_factory=CatalogConfig)
     gateway: GatewayConfig = Field(default_factory=GatewayConfig)
     notebooks: NotebooksConfig = Field(default_factory=NotebooksConfig)
+    mydb: MyDBConfig = Field(default_factory=MyDBConfig)
 
     @model_validator(mode="after")
     def _consistent(self) -> Settings:
