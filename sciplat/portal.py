@@ -6,6 +6,7 @@ embedded portal, as labs have it) the sciplat portal, which speaks the same prot
 
     import sciplat
     table = sciplat.get_query("abc123")        # a portal query's result, as astropy Table
+    # (sciplat.portal.get_query is the same function)
     sciplat.portal.show_table(table)           # ... and back to the portal
     sciplat.portal.show_image("calexp.fits")
     sciplat.portal.show_plot(table, x="r_psfFlux", y="g_psfFlux")
@@ -15,11 +16,11 @@ from __future__ import annotations
 
 import io
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 from sciplat.client import Discovery, discovery
+from sciplat.tap import get_query
 
 __all__ = [
     "PortalError",
@@ -100,8 +101,8 @@ def _table_source(obj: Any, fc: Any) -> tuple[str, str]:
         return fc.upload_file(str(obj)), Path(obj).name
     if isinstance(obj, str) and obj.startswith(("http://", "https://")):
         return obj, obj.rsplit("/", 1)[-1]
-    if hasattr(obj, "fetch_result"):  # a pyvo AsyncTAPJob
-        obj = obj.fetch_result().to_table()
+    if hasattr(obj, "fetch_result"):  # a pyvo AsyncTAPJob (its result may be Parquet)
+        obj = get_query(obj.url)
     elif isinstance(obj, str):  # a TAP job id
         obj = get_query(obj)
     buffer = io.BytesIO()
@@ -149,33 +150,3 @@ def show_plot(
     if kind != "scatter" or y is None:
         raise ValueError("show_plot needs kind='scatter' with x and y, or kind='histogram'")
     return _check(fc.show_xyplot(tbl_id, xCol=x, yCol=y), "show_plot")
-
-
-def get_query(job_id: str, *, doc: Discovery | None = None):
-    """The result of TAP job *job_id* (e.g. a portal query) as an ``astropy.table.Table``."""
-    from astropy.table import Table
-
-    doc = doc or discovery()
-    tap = doc.url("tap")
-    with doc.http_client(timeout=300) as http:
-        response = http.get(f"{tap}/async/{job_id}")
-        if response.status_code == 404:
-            raise LookupError(f"No TAP job {job_id!r} of yours")
-        response.raise_for_status()
-        import xml.etree.ElementTree as ET
-
-        root = ET.fromstring(response.content)
-        ns = "{http://www.ivoa.net/xml/UWS/v1.0}"
-        phase = root.findtext(f"{ns}phase")
-        if phase != "COMPLETED":
-            message = root.findtext(f"{ns}errorSummary/{ns}message") or ""
-            raise RuntimeError(f"TAP job {job_id} is {phase} {message}".strip())
-        with tempfile.TemporaryDirectory() as tmp:
-            path = Path(tmp) / "result"
-            with http.stream("GET", f"{tap}/async/{job_id}/results/result") as result:
-                result.raise_for_status()
-                with open(path, "wb") as out:
-                    for chunk in result.iter_bytes():
-                        out.write(chunk)
-            head = path.read_bytes()[:4]
-            return Table.read(path, format="parquet" if head == b"PAR1" else None)

@@ -18,7 +18,7 @@ def query_notebook(job_id: str, query: str) -> str:
         ),
         nbformat.v4.new_code_cell(
             f"import sciplat\n\n# The portal's query:\n{commented}\n"
-            f"table = sciplat.portal.get_query({job_id!r})  # an astropy Table\ntable"
+            f"table = sciplat.get_query({job_id!r})  # an astropy Table\ntable"
         ),
         nbformat.v4.new_code_cell(
             "# Send it back to the portal (table view, plots) when you are done:\n"

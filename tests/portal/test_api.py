@@ -10,7 +10,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from sciplat.client import discovery
-from sciplat.portal import get_query
+from sciplat.tap import get_query
 
 pytestmark = pytest.mark.integration
 
@@ -173,3 +173,35 @@ def test_image_from_workspace_via_datalink_and_save(alice, portal_hub, tmp_path)
     assert back.status_code == 200 and back.text.count("\n") == 11
     refused = alice.post(f"/api/results/{rid}/save", json={"format": "csv", "name": "../x"})
     assert refused.status_code == 400
+
+
+def test_get_query_is_one_function(alice, portal_hub):
+    """sciplat.get_query gives an astropy Table for any async job of the user (a portal job
+    with a Parquet result, a pyvo job with VOTable) and says why it cannot."""
+    import pyvo
+    from astropy.table import Table
+
+    import sciplat
+    import sciplat.portal
+    from sciplat.tap import QueryError
+
+    assert sciplat.get_query is sciplat.portal.get_query is get_query
+    token = portal_hub.token_for("alice")
+    doc = discovery(portal_hub.url, token=token)
+    tap = pyvo.dal.TAPService(doc.url("tap"), session=doc.requests_session())
+    job = tap.submit_job("SELECT TOP 7 objectId, coord_ra FROM dp1.Object ORDER BY objectId")
+    job.run()
+    # still running (or queued) is waited for; by job URL as well as by id
+    table = get_query(job.url, doc=doc)
+    assert isinstance(table, Table) and len(table) == 7
+    assert list(table["objectId"]) == sorted(table["objectId"])
+    assert list(get_query(job.job_id, doc=doc)["objectId"]) == list(table["objectId"])
+    failed = _run(alice, "SELECT nosuch FROM dp1.Object")
+    with pytest.raises(QueryError, match="ERROR.*nosuch"):
+        get_query(failed["job_id"], doc=doc)
+    with pytest.raises(QueryError, match="No TAP job"):
+        get_query("nosuchjob", doc=doc)
+    # bob cannot read alice's job
+    bob = discovery(portal_hub.url, token=portal_hub.token_for("bob"))
+    with pytest.raises(QueryError):
+        get_query(job.job_id, doc=bob)

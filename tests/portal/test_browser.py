@@ -169,7 +169,7 @@ def test_portal_in_browser(portal_hub, portal_url, tmp_path, monkeypatch):
     )
     assert dav.status_code == 200
     code = "".join(json.loads(dav.text)["cells"][1]["source"])
-    assert f"sciplat.portal.get_query({job_id!r})" in code
+    assert f"sciplat.get_query({job_id!r})" in code
     # run the notebook's code as a lab would (discovery document + token in the environment)
     from sciplat.client import discovery_document
 
