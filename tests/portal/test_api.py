@@ -197,7 +197,7 @@ def test_get_query_is_one_function(alice, portal_hub):
     assert list(table["objectId"]) == sorted(table["objectId"])
     assert list(get_query(job.job_id, doc=doc)["objectId"]) == list(table["objectId"])
     failed = _run(alice, "SELECT nosuch FROM dp1.Object")
-    with pytest.raises(QueryError, match="ERROR.*nosuch"):
+    with pytest.raises(QueryError, match=r"ERROR.*nosuch"):
         get_query(failed["job_id"], doc=doc)
     with pytest.raises(QueryError, match="No TAP job"):
         get_query("nosuchjob", doc=doc)
