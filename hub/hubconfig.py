@@ -57,7 +57,8 @@ CULLER_SCOPES = [
     "delete:servers",
 ]
 #: Scopes every lab token asks for; JupyterHub grants the subset its user holds.
-LAB_TOKEN_BASE_SCOPES = ["users:activity!user", "access:servers!server"]
+#: ``servers!server``: the lab may stop itself ("Save All and Exit", sciplat.labextension).
+LAB_TOKEN_BASE_SCOPES = ["users:activity!user", "access:servers!server", "servers!server"]
 
 log = logging.getLogger("sciplat.hub")
 

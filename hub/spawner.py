@@ -230,6 +230,8 @@ class SciplatSpawner(Spawner):
             JUPYTER_CONFIG_PATH=lab_config_path(),
             LANG="C.UTF-8",
             SCIPLAT_IMAGE=image.name,
+            SCIPLAT_IMAGE_TAG=image.tag,
+            SCIPLAT_IMAGE_DISPLAY=image.display_name,
             SCIPLAT_PUBLIC_URL=self.settings.public_url,
         )
         if self.lab_options:
