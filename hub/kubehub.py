@@ -118,7 +118,8 @@ def configure_kubernetes(c: Any, settings_dir: str | os.PathLike[str] = "/etc/sc
 
     release = os.environ.get("HELM_RELEASE_NAME", "")
     namespace = os.environ.get("POD_NAMESPACE", "default")
-    services = c.JupyterHub.get("services") or []
+    services = _deployed(c.JupyterHub.get("services") or [], settings_dir)
+    _configure_portal(c, settings, settings_dir, services)
     for service in services:
         if service.get("name") == "dask-gateway" and not service.get("url") and release:
             service["url"] = f"http://traefik-{release}-dask-gateway.{namespace}"
@@ -128,6 +129,54 @@ def configure_kubernetes(c: Any, settings_dir: str | os.PathLike[str] = "/etc/sc
         c.Spawner.environment.update(c.KubeSpawner["environment"])
     if release and any(s.get("name") == "dask-gateway" for s in services):
         c.Spawner.environment.update(gateway_lab_environment(settings, release, namespace))
+
+
+def _deployed(services: list[dict[str, Any]], settings_dir: Path) -> list[dict[str, Any]]:
+    """z2jh's ``hub.services`` minus sciplat components this release does not deploy.
+
+    The jupyterhub values cannot follow ``portal.enabled``; the chart's ``components.json``
+    does, so a disabled portal is neither registered nor offered to users.
+    """
+    path = settings_dir / "components.json"
+    if not path.exists():
+        return services
+    components = json.loads(path.read_text())
+    return [s for s in services if components.get(s.get("name"), True)]
+
+
+def _configure_portal(
+    c: Any, settings: Settings, settings_dir: Path, services: list[dict[str, Any]]
+) -> None:
+    """The portal behind the hub's OAuth login, exactly as on one machine.
+
+    :func:`sciplat.services.portal.hubconf.configure` runs on a scratch configuration whose
+    run directory holds the chart's channel key; its OAuth scopes, access role and lab
+    environment are carried over onto z2jh's service entry (which has the URL and the token).
+    """
+    from sciplat.services.portal import hubconf as portal_hubconf
+
+    portal = next((s for s in services if s.get("name") == portal_hubconf.SERVICE_NAME), None)
+    if portal is None:
+        return
+    key = settings_dir / "portal-channel-secret"
+    if not key.exists():
+        raise FileNotFoundError(f"{key}: the chart's settings Secret has no portal channel key")
+    scratch = Config()
+    scratch.JupyterHub.services = []
+    scratch.JupyterHub.load_roles = []
+    with tempfile.TemporaryDirectory() as tmp:
+        local = settings.model_copy(update={"data_dir": Path(tmp)})
+        local.run_dir.mkdir(parents=True)
+        (local.run_dir / "portal-channel-secret").write_text(key.read_text().strip())
+        portal_hubconf.configure(scratch, local)
+    (entry,) = scratch.JupyterHub.services
+    for name in ("display", "oauth_no_confirm", "oauth_client_allowed_scopes"):
+        portal[name] = entry[name]
+    c.JupyterHub.load_roles = [
+        *(c.JupyterHub.get("load_roles") or []),
+        *scratch.JupyterHub.load_roles,
+    ]
+    c.Spawner.environment.update(scratch.Spawner.environment.get_value({}))
 
 
 def _configure_culler(c: Any, settings: Settings) -> None:

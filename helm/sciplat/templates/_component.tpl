@@ -160,6 +160,14 @@ spec:
             - name: data
               mountPath: {{ $root.Values.sciplat.data_dir }}
             {{- end }}
+            {{- if eq .name "portal" }}
+            {{- /* the key the hub signs labs' Firefly channels with (channel_secret());
+                 after the data volume, which it sits in */}}
+            - name: settings
+              mountPath: {{ printf "%s/run/portal-channel-secret" $root.Values.sciplat.data_dir }}
+              subPath: portal-channel-secret
+              readOnly: true
+            {{- end }}
       volumes:
         - name: settings
           secret:
@@ -275,5 +283,59 @@ spec:
         - podSelector:
             matchLabels:
               {{- include "sciplat.selectorLabels" $root | nindent 14 }}
+        {{- /* dask schedulers and workers run the user's code, as labs do */}}
+        - podSelector:
+            matchLabels:
+              {{- include "sciplat.daskSelector" $root | nindent 14 }}
+        {{- if $v.ingressPaths }}
+        {{- /* the Ingress sends ingressPaths here directly */}}
+        {{- toYaml $root.Values.networkPolicy.ingressControllerPeers | nindent 8 }}
+        {{- end }}
+    {{- end }}
+{{- end }}
+
+{{- /*
+  A component with ingressPaths gets its own Ingress on the public hosts: the controller picks
+  the longest matching prefix, so these paths reach the component and the rest the hub's proxy.
+*/}}
+{{- define "sciplat.component.ingress" -}}
+{{- $root := .root -}}
+{{- $v := index $root.Values .name -}}
+{{- $name := .name -}}
+apiVersion: networking.k8s.io/v1
+kind: Ingress
+metadata:
+  name: {{ include "sciplat.fullname" $root }}-{{ .name }}
+  labels:
+    {{- include "sciplat.labels" $root | nindent 4 }}
+    app.kubernetes.io/component: {{ .name }}
+  {{- with (merge (deepCopy $v.ingressAnnotations) $root.Values.ingress.annotations) }}
+  annotations:
+    {{- toYaml . | nindent 4 }}
+  {{- end }}
+spec:
+  {{- with $root.Values.ingress.className }}
+  ingressClassName: {{ . }}
+  {{- end }}
+  {{- if $root.Values.ingress.tls.enabled }}
+  tls:
+    - hosts:
+        {{- toYaml $root.Values.ingress.hosts | nindent 8 }}
+      secretName: {{ $root.Values.ingress.tls.secretName }}
+  {{- end }}
+  rules:
+    {{- range $root.Values.ingress.hosts }}
+    - host: {{ . | quote }}
+      http:
+        paths:
+          {{- range $v.ingressPaths }}
+          - path: {{ . }}
+            pathType: Prefix
+            backend:
+              service:
+                name: {{ include "sciplat.fullname" $root }}-{{ $name }}
+                port:
+                  name: http
+          {{- end }}
     {{- end }}
 {{- end }}

@@ -41,6 +41,12 @@ app: {{ .Values.jupyterhub.nameOverride | default "jupyterhub" }}
 release: {{ .Release.Name }}
 {{- end }}
 
+{{- /* The labels dask-gateway's Kubernetes backend puts on scheduler and worker pods. */}}
+{{- define "sciplat.daskSelector" -}}
+app.kubernetes.io/name: dask-gateway
+gateway.dask.org/instance: {{ printf "%s-dask-gateway" .Release.Name }}
+{{- end }}
+
 {{- /* An image reference: (dict "root" $ "image" .Values.api.image). */}}
 {{- define "sciplat.image" -}}
 {{- $root := .root -}}
@@ -86,6 +92,9 @@ release: {{ .Release.Name }}
 {{- $db := include "sciplat.db" . | fromYaml -}}
 {{- $hub := deepCopy ($s.hub | default dict) -}}
 {{- $_ := set $hub "public_url" (include "sciplat.publicUrl" .) -}}
+{{- /* the proxy as pods reach it (the portal calls the API service through it) */ -}}
+{{- $_ := set $hub "ip" (include "sciplat.proxyPublic.fullname" .) -}}
+{{- $_ := set $hub "port" 80 -}}
 {{- $_ := set $s "hub" $hub -}}
 {{- $catalog := deepCopy ($s.catalog | default dict) -}}
 {{- if and (eq ($catalog.backend | default "duckdb") "postgres") (not $catalog.url) -}}
@@ -95,8 +104,20 @@ release: {{ .Release.Name }}
 {{- toJson $s -}}
 {{- end }}
 
+{{- /* Which of sciplat's components this release deploys (the hub registers only these). */}}
+{{- define "sciplat.components" -}}
+{{- $out := dict -}}
+{{- range $name := list "api" "portal" "workers" "alerts" -}}
+{{- $_ := set $out $name (index $.Values $name).enabled -}}
+{{- end -}}
+{{- toJson $out -}}
+{{- end }}
+
 {{- /* Chart-time checks with the offending key named. */}}
 {{- define "sciplat.checks" -}}
+{{- if and .Values.portal.enabled (or (gt (int .Values.portal.replicas) 1) .Values.portal.autoscaling.enabled) -}}
+{{- fail "portal.replicas: the portal keeps login sessions and Firefly channels in memory; run exactly one replica (and no autoscaling)" -}}
+{{- end -}}
 {{- range $i, $img := .Values.sciplat.images -}}
 {{- if not $img.container_image -}}
 {{- fail (printf "sciplat.images[%d].container_image: image %q has no container image; the Kubernetes backend needs one" $i $img.name) -}}
