@@ -26,7 +26,13 @@ GiB = 2**30
 
 def settings_dir(docs: list[dict], path: Path) -> Path:
     data = one(docs, "Secret", "sciplat-settings")["stringData"]
-    for key in ("settings.json", "kubernetes.json", "datasets.json"):
+    for key in (
+        "settings.json",
+        "kubernetes.json",
+        "datasets.json",
+        "components.json",
+        "portal-channel-secret",
+    ):
         (path / key).write_text(data[key])
     return path
 
@@ -47,6 +53,7 @@ def z2jh_config() -> Config:
     c.KubeSpawner.environment = {"EXTRA": "from singleuser.extraEnv"}
     c.JupyterHub.services = [
         {"name": "api", "url": "http://sciplat-api:8080", "api_token": "t1"},
+        {"name": "portal", "url": "http://sciplat-portal:8080", "api_token": "t3"},
         {"name": "dask-gateway", "display": False, "api_token": "t2"},
     ]
     c.JupyterHub.load_roles = []
@@ -155,3 +162,44 @@ def test_gateway_reads_settings_from_the_environment(rendered, monkeypatch):
         c.KubeClusterConfig.image
         == json.loads(data["settings.json"])["images"][0]["container_image"]
     )
+
+
+def test_portal_is_registered_behind_the_hub_oauth_as_on_one_machine(rendered, tmp_path):
+    from sciplat.services.portal.channels import ChannelSigner
+    from sciplat.services.portal.hubconf import TOKEN_SCOPES
+
+    docs = rendered["large"]
+    sdir = settings_dir(docs, tmp_path)
+    c = z2jh_config()
+    configure_kubernetes(c, sdir)
+    portal = {s["name"]: s for s in c.JupyterHub.services}["portal"]
+    # z2jh's entry keeps its URL and token; the OAuth client gets the portal's scopes
+    assert portal["url"] == "http://sciplat-portal:8080" and portal["api_token"] == "t3"
+    assert portal["oauth_client_allowed_scopes"] == TOKEN_SCOPES
+    assert portal["oauth_no_confirm"] is True and "command" not in portal
+    roles = {r["name"]: r for r in c.JupyterHub.load_roles}
+    assert roles["portal-access"]["scopes"] == ["access:services!service=portal"]
+    assert sorted(roles["portal-access"]["groups"]) == ["staff", "users"]  # not "survey"
+    env = c.Spawner.environment.get_value({})
+    assert env["FIREFLY_URL"] == "https://dac.example.org/services/portal"
+    # a lab's channel is signed with the key the portal pod mounts from the same Secret
+    channel = env["FIREFLY_CHANNEL"](NS(user=NS(name="alice")))
+    key = one(docs, "Secret", "sciplat-settings")["stringData"]["portal-channel-secret"]
+    assert len(key) >= 32
+    assert ChannelSigner(key).user_of(channel) == "alice"
+    assert ChannelSigner("another key").user_of(channel) is None
+
+
+def test_components_the_release_does_not_deploy_are_not_registered(rendered, tmp_path):
+    sdir = settings_dir(rendered["minimal"], tmp_path)
+    (sdir / "components.json").write_text(
+        json.dumps({"api": True, "portal": False, "workers": False, "alerts": True})
+    )
+    c = z2jh_config()
+    configure_kubernetes(c, sdir)
+    assert [s["name"] for s in c.JupyterHub.services if s["name"] != "idle-culler"] == [
+        "api",
+        "dask-gateway",
+    ]
+    assert "portal-access" not in {r["name"] for r in c.JupyterHub.load_roles}
+    assert "FIREFLY_URL" not in c.Spawner.environment.get_value({})
