@@ -57,15 +57,24 @@ def build_app(settings: Settings, public: str, hub_api_url: str | None):
         plugins=load_plugins(["sciplat.services.tap:plugin"]),
     )
     if hub_api_url is None:
-
-        @app.middleware("http")
-        async def bench_auth(request, call_next):
-            context = request.app.state.context
-            if not isinstance(context.verifier, BenchVerifier):
-                context.verifier = BenchVerifier("http://unused", http=context.http)
-            return await call_next(request)
-
+        app.add_middleware(_BenchAuth, verifier=BenchVerifier)
     return app
+
+
+class _BenchAuth:
+    """Pure ASGI middleware installing the bench verifier (Starlette's ``BaseHTTPMiddleware``
+    would copy every streamed body chunk through a memory stream and skew the figures)."""
+
+    def __init__(self, app, verifier: type) -> None:
+        self.app = app
+        self.verifier = verifier
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] == "http":
+            context = scope["app"].state.context
+            if not isinstance(context.verifier, self.verifier):
+                context.verifier = self.verifier("http://unused", http=context.http)
+        await self.app(scope, receive, send)
 
 
 @contextlib.contextmanager

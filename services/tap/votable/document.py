@@ -7,15 +7,15 @@ written as rows arrive.
 
 from __future__ import annotations
 
-import binascii
 from collections.abc import Iterator
 from xml.sax.saxutils import escape, quoteattr
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+import pybase64
 
-from sciplat.services.tap.votable.binary2 import encode_batch
+from sciplat.services.tap.votable.binary2 import encode_batch_array
 from sciplat.services.tap.votable.fields import VOField, conform, field_xml
 from sciplat.services.tap.votable.stream import ResultStream
 
@@ -57,26 +57,23 @@ def _trailer(stream: ResultStream) -> str:
 
 def _binary2(stream: ResultStream) -> Iterator[bytes]:
     yield b'      <DATA><BINARY2><STREAM encoding="base64">\n'
-    pending = b""
+    pending = np.zeros(0, np.uint8)
     for batch in stream.rows:
-        data = pending + encode_batch(batch, stream.fields)
+        data = encode_batch_array(batch, stream.fields)
+        if len(pending):
+            data = np.concatenate([pending, data])
         cut = len(data) - len(data) % _LINE
         for start in range(0, cut, _CHUNK):
-            chunk = data[start : min(start + _CHUNK, cut)]
-            yield _b64_lines(chunk)
-        pending = data[cut:]
-    if pending:
-        yield binascii.b2a_base64(pending)
+            yield _b64_lines(data[start : min(start + _CHUNK, cut)])
+        pending = data[cut:].copy()
+    if len(pending):
+        yield _b64_lines(pending)
     yield b"</STREAM></BINARY2></DATA>\n    </TABLE>\n"
 
 
-def _b64_lines(chunk: bytes) -> bytes:
-    encoded = np.frombuffer(binascii.b2a_base64(chunk, newline=False), dtype=np.uint8)
-    lines = encoded.reshape(-1, 76)
-    out = np.empty((lines.shape[0], 77), dtype=np.uint8)
-    out[:, :76] = lines
-    out[:, 76] = ord("\n")
-    return out.tobytes()
+def _b64_lines(chunk: np.ndarray) -> bytes:
+    """Base64 in 76-character lines (RFC 2045, as VOTable asks); SIMD-accelerated."""
+    return pybase64.encodebytes(chunk)
 
 
 _XML_BAD = r"[\x00-\x08\x0b\x0c\x0e-\x1f]"
