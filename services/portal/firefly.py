@@ -295,10 +295,30 @@ async def _translate(
         info = service.image_from_file(proxy_user, path, wp.get("title") or title, hdu)
         return {"kind": "image", "image": info.__dict__, "plot_id": wp.get("plotId")}
     if kind == "charts.data/chartAdd":
-        return {"kind": "plot", "plot": _chart(payload, tables)}
+        chart = _chart(payload, tables)
+        if chart["type"] == "inline":  # x/y arrays: a small result of their own
+            info = _inline_result(service, proxy_user, chart["x"], chart["y"])
+            chart = {"type": "scatter", "result": info.id, "x": "x", "y": "y"}
+        return {"kind": "plot", "plot": chart}
     if kind == "ImagePlotCntlr.PlotHiPS":
         return {"kind": "hips", "url": payload.get("hipsRootUrl"), "wp": payload.get("wpRequest")}
     return None  # layout actions: accepted, nothing to show
+
+
+def _inline_result(service: Any, user: AuthenticatedUser, x: list, y: list) -> Any:
+    """A pushed chart's own x/y data as a portal result (so it plots and links like any)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    if len(x) != len(y):
+        raise UsageError("The chart's x and y have different lengths")
+    try:
+        table = pa.table({"x": pa.array(x, pa.float64()), "y": pa.array(y, pa.float64())})
+    except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
+        raise UsageError(f"The chart's x and y must be numbers: {exc}") from exc
+    path = service._tmp(".parquet")
+    pq.write_table(table, path)
+    return service.results.add(user.name, path, title="chart data", source="upload")
 
 
 def _result_for(tables: dict[str, str], tbl_id: str | None) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import json
 import secrets
 from pathlib import Path
 from typing import Any
@@ -10,6 +11,7 @@ from typing import Any
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, RedirectResponse, Response
 from pydantic import BaseModel, Field
+from starlette.concurrency import run_in_threadpool
 
 from sciplat.services.common.auth import AuthenticatedUser
 from sciplat.services.common.errors import NotFoundError, UsageError
@@ -56,6 +58,19 @@ class PlotBody(BaseModel):
     filters: list[dict[str, Any]] = Field(default_factory=list)
     x_range: list[float] | None = None
     y_range: list[float] | None = None
+
+
+class BokehBody(BaseModel):
+    kind: str = "scatter"
+    x: str
+    y: str | None = None
+    by: str | None = None
+    bins: int = 50
+    width: int = 640
+    height: int = 380
+    filters: list[dict[str, Any]] = Field(default_factory=list)
+    x_range: list[float] | None = Field(None, min_length=2, max_length=2)
+    y_range: list[float] | None = Field(None, min_length=2, max_length=2)
 
 
 class SaveBody(BaseModel):
@@ -309,6 +324,29 @@ def build_router(prefix: str) -> APIRouter:
             x, y, width=body.width, height=body.height, x_range=body.x_range, y_range=body.y_range
         )
         return {"type": "raster", "png": base64.b64encode(png).decode(), **meta}
+
+    @router.post("/api/results/{rid}/bokeh")
+    async def bokeh(
+        request: Request, rid: str, body: BokehBody, user: AuthenticatedUser = Depends(api_user)
+    ) -> Response:
+        """An interactive plot: a Bokeh JSON item (HoloViews; datashader above 20,000 points)."""
+        params = body.model_dump()
+        params["filters"] = _filters(body.filters)
+        plot = await run_in_threadpool(_svc(request).bokeh_plot, user, rid, **params)
+        return Response(json.dumps(plot), media_type="application/json")
+
+    @router.get("/bokeh/{name}")
+    async def bokehjs(name: str) -> Response:
+        """BokehJS of the installed bokeh (the version the plots are made with)."""
+        from bokeh.util.paths import bokehjs_path
+
+        if name not in ("bokeh.min.js", "bokeh-gl.min.js"):
+            raise NotFoundError(f"No BokehJS file {name!r}")
+        return FileResponse(
+            bokehjs_path() / "js" / name,
+            media_type="text/javascript",
+            headers={"Cache-Control": "public, max-age=86400"},
+        )
 
     # images ----------------------------------------------------------------------------------
     @router.post("/api/sia")

@@ -15,7 +15,15 @@ import pyarrow as pa
 
 from sciplat.services.common.errors import UsageError
 
-__all__ = ["POINTS_LIMIT", "axis_columns", "evaluate", "histogram", "raster"]
+__all__ = [
+    "POINTS_LIMIT",
+    "axis_columns",
+    "evaluate",
+    "finite_range",
+    "histogram",
+    "raster",
+    "sql_expression",
+]
 
 #: Up to this many points are sent to the browser as points; more are rasterised.
 POINTS_LIMIT = 20_000
@@ -29,6 +37,17 @@ def axis_columns(expr: str) -> list[str]:
         raise UsageError("An axis needs a column")
     found = _DIFF.match(expr)
     return [found[1], found[2]] if found else [expr]
+
+
+def sql_expression(expr: str, known: set[str]) -> str:
+    """The SQL of an axis expression over the columns *known* (names are checked and quoted,
+    so nothing else reaches the database)."""
+    cols = axis_columns(expr)
+    for name in cols:
+        if name not in known:
+            raise UsageError(f"No column {name!r} in this result")
+    quoted = ['"' + name.replace('"', '""') + '"' for name in cols]
+    return quoted[0] if len(quoted) == 1 else f"({quoted[0]} - {quoted[1]})"
 
 
 def evaluate(table: pa.Table, expr: str) -> np.ndarray:
@@ -46,7 +65,7 @@ def evaluate(table: pa.Table, expr: str) -> np.ndarray:
     return out
 
 
-def _finite_range(values: np.ndarray) -> tuple[float, float]:
+def finite_range(values: np.ndarray) -> tuple[float, float]:
     finite = values[np.isfinite(values)]
     if finite.size == 0:
         raise UsageError("No finite values to plot")
@@ -58,7 +77,7 @@ def _finite_range(values: np.ndarray) -> tuple[float, float]:
 
 
 def ranges(x: np.ndarray, y: np.ndarray) -> dict[str, list[float]]:
-    return {"x_range": list(_finite_range(x)), "y_range": list(_finite_range(y))}
+    return {"x_range": list(finite_range(x)), "y_range": list(finite_range(y))}
 
 
 def raster(
@@ -73,8 +92,8 @@ def raster(
         raise UsageError("width and height must be from 50 to 4000 pixels")
     ok = np.isfinite(x) & np.isfinite(y)
     x, y = x[ok], y[ok]
-    xr = tuple(x_range) if x_range else _finite_range(x)
-    yr = tuple(y_range) if y_range else _finite_range(y)
+    xr = tuple(x_range) if x_range else finite_range(x)
+    yr = tuple(y_range) if y_range else finite_range(y)
     canvas = ds.Canvas(plot_width=width, plot_height=height, x_range=xr, y_range=yr)
     agg = canvas.points(pd.DataFrame({"x": x, "y": y}), "x", "y", agg=ds.count())
     image = tf.shade(agg, cmap=["#c6dbef", "#08306b"], how="eq_hist")

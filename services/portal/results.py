@@ -20,6 +20,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from sciplat.services.common.errors import NotFoundError, UsageError
+from sciplat.services.portal.plots import sql_expression
 
 __all__ = ["Filter", "ResultCache", "ResultInfo", "to_parquet"]
 
@@ -182,9 +183,8 @@ class ResultCache:
         names = {c["name"] for c in info.columns}
         clauses, args = [], []
         for f in filters:
-            if f.column not in names:
-                raise UsageError(f"No column {f.column!r} in this result")
-            col = _quote(f.column)
+            # a column, or an axis expression of columns (``g_psfMag - r_psfMag``)
+            col = _quote(f.column) if f.column in names else sql_expression(f.column, names)
             if f.op in ("is null", "is not null"):
                 clauses.append(f"{col} {f.op.upper()}")
             elif f.op == "between":

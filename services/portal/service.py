@@ -8,14 +8,16 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 from urllib.parse import quote, urlparse
 
 import httpx
 
 from sciplat.services.common.auth import AuthenticatedUser
 from sciplat.services.common.errors import ServiceError, UsageError
+from sciplat.services.portal import plots
 from sciplat.services.portal.images import ImageInfo, ImageStore
-from sciplat.services.portal.results import ResultCache, ResultInfo, to_parquet
+from sciplat.services.portal.results import Filter, ResultCache, ResultInfo, to_parquet
 from sciplat.services.portal.tapclient import JobStatus, TapClient
 
 __all__ = ["PortalService"]
@@ -90,6 +92,49 @@ class PortalService:
             job_id=job_id,
             query=status.query,
         )
+
+    # plots -----------------------------------------------------------------------------------
+    def bokeh_plot(
+        self,
+        user: AuthenticatedUser,
+        result_id: str,
+        *,
+        kind: str,
+        x: str,
+        y: str | None,
+        by: str | None = None,
+        bins: int = 50,
+        width: int = 640,
+        height: int = 380,
+        filters: list[Filter] = (),
+        x_range: list[float] | None = None,
+        y_range: list[float] | None = None,
+    ) -> dict[str, Any]:
+        """A Bokeh plot (JSON item and facts) of a result's columns or column differences."""
+        from sciplat.services.portal import bokehplots
+
+        if kind not in bokehplots.KINDS:
+            raise UsageError(f"Unknown plot {kind!r}; use one of {', '.join(bokehplots.KINDS)}")
+        spec = bokehplots.PlotSpec(
+            xlabel=x, ylabel=y or "count", width=width, height=height, invert_y=kind == "cmd"
+        )
+        if kind == "histogram":
+            table = self.results.columns(user.name, result_id, plots.axis_columns(x), filters)
+            return bokehplots.histogram_item(plots.evaluate(table, x), spec, bins)
+        if not y:
+            raise UsageError(f"A {kind} plot needs x and y")
+        names = plots.axis_columns(x) + plots.axis_columns(y)
+        columns = {c["name"] for c in self.results.info(user.name, result_id).columns}
+        if kind == "lightcurve" and by is None and "band" in columns:
+            by = "band"
+        if by:
+            names.append(by)
+        table = self.results.columns(user.name, result_id, list(dict.fromkeys(names)), filters)
+        xs, ys = plots.evaluate(table, x), plots.evaluate(table, y)
+        if kind == "lightcurve":
+            bands = [str(b) for b in table.column(by).to_pylist()] if by else None
+            return bokehplots.lightcurve_item(xs, ys, bands, spec)
+        return bokehplots.scatter_item(xs, ys, spec, kind=kind, x_range=x_range, y_range=y_range)
 
     # files from URLs and uploads -----------------------------------------------------------------
     async def fetch(self, user: AuthenticatedUser, url: str, suffix: str = "") -> Path:

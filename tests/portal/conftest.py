@@ -1,14 +1,16 @@
 """Fixtures of the portal tests: a real hub (with the API service and the portal registered by
-its hub extension) over a data directory holding the TAP sample catalog."""
+its hub extension) over the suite's tiny data preview (catalogs, ObsCore, Butler images, HiPS),
+so TAP, SIAv2, SODA, HiPS and WebDAV are the platform's real services."""
 
 from __future__ import annotations
 
+import json
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
-from skydata import build_test_hips, star_field
 
 from sciplat.config import Settings
 from support.hub import TestHub, start_test_hub
@@ -18,14 +20,9 @@ EXTENSION = "sciplat.services.portal.hubconf:configure"
 
 
 @pytest.fixture(scope="session")
-def portal_hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestHub]:
-    from sciplat.services.tap.sample import build_sample_catalog
-
+def portal_hub(tmp_path_factory: pytest.TempPathFactory, tiny_dataset: Path) -> Iterator[TestHub]:
     data = tmp_path_factory.mktemp("portal-data")
-    build_sample_catalog(data / "dataset", objects=3000)
-    image = data / "field.fits"
-    star_field(image)
-    build_test_hips(data / "dataset", image)
+    os.symlink(tiny_dataset, data / "dataset")
     settings = Settings(data_dir=data)
     settings = settings.model_copy(
         update={"ports": settings.ports.model_copy(update={"portal": free_port()})}
@@ -38,6 +35,12 @@ def portal_hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestHub]:
         yield hub
     finally:
         hub.stop()
+
+
+@pytest.fixture(scope="session")
+def counts(tiny_dataset: Path) -> dict[str, int]:
+    """Row counts of the data preview's tables (``dp1.Object`` -> 1052 ...)."""
+    return json.loads((tiny_dataset / "dataset.json").read_text())["counts"]
 
 
 @pytest.fixture(scope="session")

@@ -1,5 +1,5 @@
-"""A small synthetic sky for the portal tests: a star-field FITS image with a TAN WCS, the
-stars as a table, and a HiPS survey cut from the image by the platform's own HiPS builder."""
+"""A small synthetic sky for the portal tests: a star-field FITS image with a TAN WCS and the
+stars as a table (what a notebook pushes to the portal)."""
 
 from __future__ import annotations
 
@@ -32,20 +32,3 @@ def star_field(path: Path, *, stars: int = 25, seed: int = 3) -> Table:
     fits.PrimaryHDU(data.astype("f4"), header=wcs.to_header()).writeto(path, overwrite=True)
     sky = wcs.pixel_to_world(x, y)
     return Table({"ra": sky.ra.deg, "dec": sky.dec.deg, "mag": mag})
-
-
-def build_test_hips(dataset: Path, image: Path) -> Path:
-    """A HiPS survey ``g`` of *image* under ``dataset/hips`` (what the HiPS service serves)."""
-    from sciplat.services.hips.build import build_survey
-
-    output = dataset / "hips" / "g"
-    output.parent.mkdir(parents=True, exist_ok=True)
-    return build_survey(
-        [image],
-        output,
-        title="test g",
-        creator_did="ivo://sciplat.test/hips/g",
-        band="g",
-        binning=1,
-        tile_size=256,
-    )

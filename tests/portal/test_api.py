@@ -4,6 +4,7 @@ notebook side of the round trip (sciplat.get_query on the portal's job)."""
 from __future__ import annotations
 
 import io
+import json
 import time
 
 import pyarrow.parquet as pq
@@ -23,14 +24,15 @@ def _run(alice, query: str, maxrec: int | None = None) -> dict:
     return job
 
 
-def test_query_page_sort_filter_download(alice, portal_hub, tmp_path):
+def test_query_page_sort_filter_download(alice, portal_hub, counts, tmp_path):
     job = _run(alice, "SELECT objectId, coord_ra, coord_dec, g_psfFlux FROM dp1.Object")
     assert job["phase"] == "COMPLETED", job
+    n = counts["dp1.Object"]
     info = alice.post(f"/api/jobs/{job['job_id']}/load").json()
-    assert info["rows"] == 3000 and info["job_id"] == job["job_id"]
+    assert info["rows"] == n and info["job_id"] == job["job_id"]
     rid = info["id"]
     page = alice.post(f"/api/results/{rid}/page", json={"offset": 100, "limit": 50}).json()
-    assert page["total"] == 3000 and len(page["rows"]) == 50
+    assert page["total"] == n and len(page["rows"]) == 50
     ordered = alice.post(
         f"/api/results/{rid}/page",
         json={"limit": 5, "sort": "coord_dec", "descending": True},
@@ -39,22 +41,22 @@ def test_query_page_sort_filter_download(alice, portal_hub, tmp_path):
     assert decs == sorted(decs, reverse=True)
     filtered = alice.post(
         f"/api/results/{rid}/page",
-        json={"filters": [{"column": "coord_dec", "op": "between", "value": [0, 10]}]},
+        json={"filters": [{"column": "coord_dec", "op": "between", "value": [-37.0, -36.98]}]},
     ).json()
-    assert 0 < filtered["total"] < 3000
-    assert all(0 <= r[2] <= 10 for r in filtered["rows"])
+    assert 0 < filtered["total"] < n
+    assert all(-37.0 <= r[2] <= -36.98 for r in filtered["rows"])
     stats = alice.post(f"/api/results/{rid}/stats", json={"column": "g_psfFlux"}).json()
-    assert stats["rows"] == 3000 and stats["nulls"] > 0 and stats["min"] <= stats["median"]
+    assert stats["rows"] == n and stats["nulls"] > 0 and stats["min"] <= stats["median"]
     csv = alice.get(f"/api/results/{rid}/download", params={"format": "csv"})
-    assert csv.status_code == 200 and csv.text.count("\n") == 3001
+    assert csv.status_code == 200 and csv.text.count("\n") == n + 1
     parquet = alice.get(f"/api/results/{rid}/download", params={"format": "parquet"})
-    assert pq.read_table(io.BytesIO(parquet.content)).num_rows == 3000
+    assert pq.read_table(io.BytesIO(parquet.content)).num_rows == n
     votable = alice.get(f"/api/results/{rid}/download", params={"format": "votable"})
     assert b"<VOTABLE" in votable.content[:1000]
     plot = alice.post(
         f"/api/results/{rid}/plot", json={"type": "scatter", "x": "coord_ra", "y": "coord_dec"}
     ).json()
-    assert plot["type"] == "points" and len(plot["x"]) == 3000
+    assert plot["type"] == "points" and len(plot["x"]) == n
     hist = alice.post(
         f"/api/results/{rid}/plot", json={"type": "histogram", "x": "g_psfFlux", "bins": 10}
     ).json()
@@ -66,7 +68,7 @@ def test_query_page_sort_filter_download(alice, portal_hub, tmp_path):
     # the notebook gets the same job's result
     doc = discovery(portal_hub.url, token=portal_hub.token_for("alice"))
     table = get_query(job["job_id"], doc=doc)
-    assert len(table) == 3000 and "coord_ra" in table.colnames
+    assert len(table) == n and "coord_ra" in table.colnames
     # history lists it
     history = alice.get("/api/history").json()
     assert any(h.get("job_id") == job["job_id"] for h in history)
@@ -205,3 +207,105 @@ def test_get_query_is_one_function(alice, portal_hub):
     bob = discovery(portal_hub.url, token=portal_hub.token_for("bob"))
     with pytest.raises(QueryError):
         get_query(job.job_id, doc=bob)
+
+
+def counts_not_null(alice, rid: str, column: str) -> int:
+    return alice.post(f"/api/results/{rid}/stats", json={"column": column}).json()["non_null"]
+
+
+def _models(item: dict) -> dict[str, dict]:
+    """The named models of a Bokeh JSON item."""
+    found: dict[str, dict] = {}
+
+    def walk(node):
+        if isinstance(node, dict):
+            name = (node.get("attributes") or {}).get("name")
+            if node.get("type") == "object" and isinstance(name, str):
+                found[name] = node
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, list):
+            for value in node:
+                walk(value)
+
+    walk(item)
+    return found
+
+
+def test_bokeh_plots_and_expression_filters(alice, counts):
+    """Scatter, colour-magnitude, histogram and light curve as Bokeh documents (HoloViews);
+    a box on a colour axis filters the table by that expression."""
+    job = _run(alice, "SELECT objectId, coord_ra, coord_dec, g_psfMag, r_psfMag FROM dp1.Object")
+    rid = alice.post(f"/api/jobs/{job['job_id']}/load").json()["id"]
+    both = alice.post(
+        f"/api/results/{rid}/page",
+        json={
+            "limit": 1,
+            "filters": [
+                {"column": "g_psfMag", "op": "is not null"},
+                {"column": "r_psfMag", "op": "is not null"},
+            ],
+        },
+    ).json()["total"]
+    assert 0 < both < counts["dp1.Object"]
+    scatter = alice.post(
+        f"/api/results/{rid}/bokeh", json={"kind": "scatter", "x": "coord_ra", "y": "coord_dec"}
+    ).json()
+    assert scatter["renderer"] == "points" and scatter["n"] == counts["dp1.Object"]
+    models = _models(scatter["item"])
+    assert {"points", "highlight"} <= set(models)
+    cmd = alice.post(
+        f"/api/results/{rid}/bokeh",
+        json={"kind": "cmd", "x": "g_psfMag - r_psfMag", "y": "r_psfMag"},
+    ).json()
+    assert cmd["renderer"] == "points" and cmd["n"] == both
+    assert cmd["y_range"][0] < cmd["y_range"][1]
+    y_axis = _models(cmd["item"])["y"]["attributes"]  # magnitudes: bright at the top
+    assert y_axis["start"] > y_axis["end"]
+    # the box drawn on the colour axis, as the page sends it
+    lo, hi = 0.0, 0.8
+    colour = alice.post(
+        f"/api/results/{rid}/page",
+        json={
+            "limit": 1000,
+            "filters": [{"column": "g_psfMag - r_psfMag", "op": "between", "value": [lo, hi]}],
+        },
+    ).json()
+    assert 0 < colour["total"] < both
+    assert all(lo <= r[3] - r[4] <= hi for r in colour["rows"])
+    zoomed = alice.post(
+        f"/api/results/{rid}/bokeh",
+        json={"kind": "scatter", "x": "coord_ra", "y": "coord_dec",
+              "x_range": [61.95, 62.0], "y_range": [-37.0, -36.97]},
+    ).json()  # fmt: skip
+    assert zoomed["renderer"] == "raster" and zoomed["x_range"] == [61.95, 62.0]
+    assert "Image" in json.dumps(zoomed["item"])
+    hist = alice.post(f"/api/results/{rid}/bokeh", json={"kind": "histogram", "x": "r_psfMag"})
+    assert hist.status_code == 200 and hist.json()["n"] == counts_not_null(alice, rid, "r_psfMag")
+    # light curve of the object with the most forced measurements
+    top = _run(
+        alice,
+        "SELECT TOP 1 objectId, COUNT(*) AS n FROM dp1.ForcedSource GROUP BY objectId "
+        "ORDER BY n DESC",
+    )
+    top_id = alice.post(f"/api/jobs/{top['job_id']}/load").json()["id"]
+    object_id, n = alice.post(f"/api/results/{top_id}/page", json={}).json()["rows"][0]
+    lc_job = _run(
+        alice,
+        "SELECT f.band, v.expMidptMJD AS mjd, f.psfFlux FROM dp1.ForcedSource AS f "
+        f"JOIN dp1.Visit AS v ON f.visit = v.visit WHERE f.objectId = {object_id}",
+    )
+    lc_rid = alice.post(f"/api/jobs/{lc_job['job_id']}/load").json()["id"]
+    lc = alice.post(
+        f"/api/results/{lc_rid}/bokeh", json={"kind": "lightcurve", "x": "mjd", "y": "psfFlux"}
+    ).json()
+    assert lc["kind"] == "lightcurve" and lc["n"] == n
+    assert "Legend" in json.dumps(lc["item"])
+    for body, text in [
+        ({"kind": "pie", "x": "coord_ra"}, "pie"),
+        ({"kind": "scatter", "x": "coord_ra", "y": "nosuch"}, "nosuch"),
+        ({"kind": "scatter", "x": "coord_ra"}, "needs x and y"),
+        ({"kind": "scatter", "x": "coord_ra", "y": "coord_dec", "width": 5}, "width"),
+    ]:
+        bad = alice.post(f"/api/results/{rid}/bokeh", json=body)
+        assert bad.status_code == 400 and text in bad.json()["message"], bad.text

@@ -123,7 +123,7 @@ async function refreshResults(select) {
 $("results").onchange = () => openResult($("results").value);
 async function openResult(id) {
   S.result = await api(`/api/results/${id}`); S.offset = 0; S.sort = null; S.filters = []; S.selRow = null;
-  S.boxFilters = []; S.plot = null; const pc = $("plot"); pc.getContext("2d").clearRect(0, 0, pc.width, pc.height);
+  S.selRows = []; S.lastPick = null; S.boxFilters = []; S.plot = null; $("plot").innerHTML = ""; $("plot-info").textContent = "";
   $("result-meta").textContent = `${S.result.rows} rows` + (S.result.job_id ? `, job ${S.result.job_id}` : "");
   $("notebook").disabled = !S.result.job_id;
   const names = S.result.columns.map((c) => c.name);
@@ -171,7 +171,7 @@ async function loadPage() {
     page.rows.forEach((row, i) => {
       const tr = document.createElement("tr"); tr.dataset.idx = S.offset + i; tr.dataset.num = i;
       tr.innerHTML = row.map((v) => `<td>${v === null ? "" : esc(typeof v === "number" && !Number.isInteger(v) ? v.toPrecision(8) : v)}</td>`).join("");
-      tr.onclick = () => { body.querySelectorAll("tr").forEach((r) => r.classList.remove("sel")); tr.classList.add("sel"); selectRow(row, S.offset + i, i); };
+      tr.onclick = (ev) => pickRow(ev, tr, row, i);
       body.appendChild(tr);
     });
     $("pageinfo").textContent = ` rows ${page.total ? S.offset + 1 : 0}-${Math.min(S.offset + S.limit, page.total)} of ${page.total} (${(performance.now() - t0).toFixed(0)} ms) `;
@@ -187,6 +187,18 @@ async function showStats(col) {
   } catch (e) { msg(e.message, true); }
 }
 function rowObject(row) { const o = {}; S.result.columns.forEach((c, i) => o[c.name] = row[i]); return o; }
+// click: one row; ctrl/cmd-click: add or remove a row; shift-click: a range of rows.
+function pickRow(ev, tr, row, i) {
+  const rows = [...$("table").querySelectorAll("tbody tr")];
+  if (ev.shiftKey && S.lastPick != null) {
+    const [a, b] = [Math.min(S.lastPick, i), Math.max(S.lastPick, i)];
+    rows.forEach((r, k) => r.classList.toggle("sel", k >= a && k <= b));
+  } else if (ev.ctrlKey || ev.metaKey) tr.classList.toggle("sel");
+  else { rows.forEach((r) => r.classList.remove("sel")); tr.classList.add("sel"); }
+  S.lastPick = i;
+  S.selRows = rows.filter((r) => r.classList.contains("sel")).map((r) => rowObject(S.page.rows[+r.dataset.num]));
+  selectRow(row, S.offset + i, i);
+}
 function selectRow(row, idx, num) {
   S.selRow = rowObject(row);
   if (S.ws && S.ws.readyState === 1) {  // Firefly's table.highlight event, for notebook listeners
@@ -195,7 +207,7 @@ function selectRow(row, idx, num) {
       data: { type: "table.highlight", row: { ...S.selRow, ROW_IDX: idx, ROW_NUM: num } } }));
   }
   $("cutout").disabled = !(S.imageDataset && skyOf(S.selRow));
-  if (S.plot) drawPlot(true);
+  highlightSelection();
   if (S.selRow.access_url) { $("img-url").value = S.selRow.access_url; }
 }
 function skyOf(o) {
@@ -213,68 +225,72 @@ $("notebook").onclick = async () => {
   try { const r = await api("/api/notebook", { job_id: S.result.job_id }); msg(`notebook written to ${r.path}`); $("msg").innerHTML += ` <a id="nb-link" target="_blank" href="${r.lab_url}">open in the lab</a>`; } catch (e) { msg(e.message, true); }
 };
 
-// ---- plots ----------------------------------------------------------------------------------
-const M = { l: 60, r: 10, t: 10, b: 36 };
+// ---- plots: Bokeh documents made by HoloViews on the server (datashader above 20,000 points) --
+// Linked selection: rows selected in the table are circled on the plot (and selected among its
+// points); a box drawn with the plot's box-select tool becomes range filters on the table.
 $("plot-go").onclick = () => { S.boxFilters = []; S.filters = parseFilters(); drawPlot(); };
-async function drawPlot(keep) {
+$("plot-clear").onclick = () => { S.boxFilters = []; S.filters = parseFilters(); S.offset = 0; loadPage(); msg("selection cleared"); };
+$("plot-type").onchange = () => {
+  const k = $("plot-type").value, names = S.result ? S.result.columns.map((c) => c.name) : [];
+  const band = (b) => names.find((n) => n === `${b}_psfMag`) || names.find((n) => n === `${b}_psfFlux`);
+  if (k === "cmd" && band("g") && band("r")) { $("plot-x").value = `${band("g")} - ${band("r")}`; $("plot-y").value = band("r"); }
+  $("plot-y").disabled = k === "histogram";
+};
+async function drawPlot(ranges) {
   if (!S.result) return;
-  const type = $("plot-type").value, c = $("plot");
-  const W = c.width - M.l - M.r, H = c.height - M.t - M.b;
+  const kind = $("plot-type").value;
+  const body = { kind, x: $("plot-x").value.trim(), y: kind === "histogram" ? null : $("plot-y").value.trim(),
+                 filters: S.filters, width: 640, height: 380 };
+  if (ranges) { body.x_range = ranges.x; body.y_range = ranges.y; }
   try {
-    if (!keep || !S.plot) {
-      S.plot = await api(`/api/results/${S.result.id}/plot`, { type, x: $("plot-x").value, y: $("plot-y").value, width: W, height: H, filters: S.filters });
-      S.plot.xexpr = $("plot-x").value; S.plot.yexpr = $("plot-y").value;
-      if (S.plot.type === "raster") { S.plot.img = new Image(); S.plot.img.src = "data:image/png;base64," + S.plot.png; await S.plot.img.decode(); }
-    }
-    renderPlot();
+    const p = await api(`/api/results/${S.result.id}/bokeh`, body);
+    p.xexpr = body.x; p.yexpr = body.y; p.result = S.result.id;
+    S.embedding = true;
+    const div = $("plot"); div.innerHTML = "";
+    if (S.plotDoc) { const k = Bokeh.documents.indexOf(S.plotDoc); if (k >= 0) Bokeh.documents.splice(k, 1); }
+    await Bokeh.embed.embed_item(p.item, "plot");
+    S.plotDoc = Bokeh.documents[Bokeh.documents.length - 1];
+    delete p.item; S.plot = p;
+    highlightSelection();
+    $("plot-info").textContent = `${p.kind}: ${p.n} ${p.kind === "histogram" ? "values" : "points"}` + (p.renderer === "raster" ? " (datashader image; zoom re-renders)" : "");
   } catch (e) { msg(e.message, true); }
+  finally { setTimeout(() => { S.embedding = false; }, 300); }
 }
-function renderPlot(box) {
-  const p = S.plot, c = $("plot"), g = c.getContext("2d");
-  const W = c.width - M.l - M.r, H = c.height - M.t - M.b;
-  g.clearRect(0, 0, c.width, c.height); g.fillStyle = "#fff"; g.fillRect(0, 0, c.width, c.height);
-  let xr, yr;
-  if (p.type === "histogram") { xr = [p.edges[0], p.edges[p.edges.length - 1]]; yr = [0, Math.max(...p.counts) * 1.05]; }
-  else { xr = p.x_range; yr = p.y_range; }
-  const X = (v) => M.l + (v - xr[0]) / (xr[1] - xr[0]) * W, Y = (v) => M.t + H - (v - yr[0]) / (yr[1] - yr[0]) * H;
-  p.X = X; p.Y = Y; p.xr = xr; p.yr = yr;
-  if (p.type === "raster") g.drawImage(p.img, M.l, M.t, W, H);
-  else if (p.type === "points") { g.fillStyle = "rgba(8,48,107,0.6)"; for (let i = 0; i < p.x.length; i++) g.fillRect(X(p.x[i]) - 1, Y(p.y[i]) - 1, 2.5, 2.5); }
-  else { g.fillStyle = "#4a8ac4"; p.counts.forEach((n, i) => { const x0 = X(p.edges[i]), x1 = X(p.edges[i + 1]); g.fillRect(x0, Y(n), Math.max(1, x1 - x0 - 1), Y(0) - Y(n)); }); }
-  g.strokeStyle = "#333"; g.strokeRect(M.l, M.t, W, H); g.fillStyle = "#222"; g.font = "11px sans-serif";
-  for (let i = 0; i <= 4; i++) {
-    const xv = xr[0] + (xr[1] - xr[0]) * i / 4, yv = yr[0] + (yr[1] - yr[0]) * i / 4;
-    g.textAlign = i === 0 ? "left" : i === 4 ? "right" : "center";
-    g.fillText(+xv.toPrecision(4), X(xv), M.t + H + 14);
-    g.textAlign = "left"; g.fillText(+yv.toPrecision(4), 4, Y(yv) + 4);
-  }
-  g.fillText(p.type === "histogram" ? `${S.plot.xexpr} (N=${p.n})` : `${S.plot.xexpr}  vs  ${S.plot.yexpr}  (N=${p.type === "points" ? p.x.length : p.points}, ${p.type})`, M.l, c.height - 4);
-  if (S.selRow && p.type !== "histogram") {
-    const v = (e) => e.includes(" - ") ? S.selRow[e.split(" - ")[0].trim()] - S.selRow[e.split(" - ")[1].trim()] : S.selRow[e];
-    const sx = v(S.plot.xexpr), sy = v(S.plot.yexpr);
-    if (sx != null && sy != null) { g.strokeStyle = "#d00"; g.lineWidth = 2; g.beginPath(); g.arc(X(sx), Y(sy), 7, 0, 7); g.stroke(); g.lineWidth = 1; }
-  }
-  if (box) { g.strokeStyle = "#d60"; g.setLineDash([4, 3]); g.strokeRect(box[0], box[1], box[2] - box[0], box[3] - box[1]); g.setLineDash([]); }
+function plotValue(row, expr) {
+  if (!row || !expr) return null;
+  const parts = expr.split(" - ");
+  if (parts.length === 2) { const a = row[parts[0].trim()], b = row[parts[1].trim()]; return a == null || b == null ? null : a - b; }
+  const v = row[expr.trim()]; return v == null ? null : v;
 }
-(function plotSelection() {
-  const c = $("plot"); let start = null;
-  const pos = (e) => { const r = c.getBoundingClientRect(); return [e.clientX - r.left, e.clientY - r.top]; };
-  c.onmousedown = (e) => { if (S.plot) start = pos(e); };
-  c.onmousemove = (e) => { if (start) { const q = pos(e); renderPlot([start[0], start[1], q[0], q[1]]); } };
-  c.onmouseup = (e) => {
-    if (!start || !S.plot) return; const q = pos(e), p = S.plot; const s0 = start; start = null;
-    if (Math.abs(q[0] - s0[0]) < 4) return renderPlot();
-    const inv = (px, r, lo, span) => r[0] + (px - lo) / span * (r[1] - r[0]);
-    const W = c.width - M.l - M.r, H = c.height - M.t - M.b;
-    const xa = inv(Math.min(s0[0], q[0]), p.xr, M.l, W), xb = inv(Math.max(s0[0], q[0]), p.xr, M.l, W);
-    const ya = p.yr[0] + (M.t + H - Math.max(s0[1], q[1])) / H * (p.yr[1] - p.yr[0]), yb = p.yr[0] + (M.t + H - Math.min(s0[1], q[1])) / H * (p.yr[1] - p.yr[0]);
-    const bf = [];
-    if (!p.xexpr.includes(" - ")) bf.push({ column: p.xexpr, op: "between", value: [xa, xb] });
-    if (p.type !== "histogram" && !p.yexpr.includes(" - ")) bf.push({ column: p.yexpr, op: "between", value: [ya, yb] });
+function highlightSelection() {
+  const p = S.plot; if (!p || !S.plotDoc || !S.result || p.result !== S.result.id) return;
+  const hl = S.plotDoc.get_model_by_name("highlight"); if (!hl) return;
+  const xs = [], ys = [];
+  if (p.kind !== "histogram") for (const r of (S.selRows || [])) {
+    const x = plotValue(r, p.xexpr), y = plotValue(r, p.yexpr);
+    if (x != null && y != null) { xs.push(x); ys.push(y); }
+  }
+  hl.data = { x: xs, y: ys };
+  const pts = S.plotDoc.get_model_by_name("points");
+  if (pts) {
+    const px = pts.data.x, py = pts.data.y, idx = [];
+    for (let i = 0; i < px.length; i++) for (let k = 0; k < xs.length; k++) if (px[i] === xs[k] && py[i] === ys[k]) idx.push(i);
+    pts.selected.indices = idx;
+  }
+  S.highlighted = xs.length;
+}
+window.portalPlotEvent = (kind, g) => {
+  const p = S.plot; if (!p || S.embedding) return;
+  if (kind === "box") {
+    const bf = [{ column: p.xexpr, op: "between", value: [Math.min(g.x0, g.x1), Math.max(g.x0, g.x1)] }];
+    if (p.kind !== "histogram" && g.y0 != null) bf.push({ column: p.yexpr, op: "between", value: [Math.min(g.y0, g.y1), Math.max(g.y0, g.y1)] });
     S.boxFilters = bf; S.filters = parseFilters(); S.offset = 0;
-    msg(`selection: ${bf.length} range filter(s) applied to the table`); loadPage(); drawPlot();
-  };
-})();
+    msg(`selection: ${bf.length} range filter(s) applied to the table`); loadPage();
+  } else if (kind === "ranges" && p.renderer === "raster") {
+    clearTimeout(S.rangeTimer);
+    S.rangeTimer = setTimeout(() => drawPlot({ x: [Math.min(g.x0, g.x1), Math.max(g.x0, g.x1)], y: [Math.min(g.y0, g.y1), Math.max(g.y0, g.y1)] }), 400);
+  }
+};
 $("lightcurve").onclick = async () => {
   if (!S.selRow || S.selRow.objectId == null) return msg("Select a row with an objectId first", true);
   const has = (t, cols) => S.tables && S.tables[t] && cols.every((c) => S.tables[t].includes(c));
@@ -284,8 +300,8 @@ $("lightcurve").onclick = async () => {
   else if (has("dp1.Source", ["objectId", "midpointMjdTai", "psfFlux"]))
     $("adql").value = `SELECT band, midpointMjdTai AS mjd, psfFlux FROM dp1.Source\nWHERE objectId = ${id} ORDER BY mjd`;
   else return msg("No forced-photometry table with times in this catalog", true);
-  $("plot-x").value = "mjd"; $("plot-y").value = "psfFlux"; $("plot-type").value = "scatter";
-  await runQuery(); drawPlot();
+  $("plot-x").value = "mjd"; $("plot-y").value = "psfFlux"; $("plot-type").value = "lightcurve";
+  await runQuery(); await drawPlot();
 };
 
 // ---- images ---------------------------------------------------------------------------------
@@ -401,11 +417,6 @@ function connectChannel(channel) {
   S.ws = ws;
 }
 async function applyPushedPlot(p) {
-  if (p.type === "inline") {
-    const xs = p.x, ys = p.y;
-    S.plot = { type: "points", x: xs, y: ys, x_range: [Math.min(...xs), Math.max(...xs)], y_range: [Math.min(...ys), Math.max(...ys)], xexpr: "x", yexpr: "y" };
-    return renderPlot();
-  }
   await refreshResults(p.result);
   $("plot-type").value = p.type; $("plot-x").value = p.x || ""; $("plot-y").value = p.y || "";
   await drawPlot();
