@@ -160,6 +160,13 @@ spec:
             - name: data
               mountPath: {{ $root.Values.sciplat.data_dir }}
             {{- end }}
+            {{- if and (ne .name "portal") $root.Values.objectStore.enabled $root.Values.objectStore.butlerRepo }}
+            {{- /* the object-store Butler, where the services look for the data preview's repo */}}
+            - name: butler
+              mountPath: {{ printf "%s/dataset/butler/butler.yaml" $root.Values.sciplat.data_dir }}
+              subPath: butler.yaml
+              readOnly: true
+            {{- end }}
             {{- if eq .name "portal" }}
             {{- /* the key the hub signs labs' Firefly channels with (channel_secret());
                  after the data volume, which it sits in */}}
@@ -175,6 +182,11 @@ spec:
             defaultMode: 0440
         - name: tmp
           emptyDir: {}
+        {{- if and (ne .name "portal") $root.Values.objectStore.enabled $root.Values.objectStore.butlerRepo }}
+        - name: butler
+          configMap:
+            name: {{ include "sciplat.fullname" $root }}-butler
+        {{- end }}
         {{- if $root.Values.dataVolume.enabled }}
         - name: data
           persistentVolumeClaim:
