@@ -20,7 +20,7 @@ from fastapi.responses import JSONResponse, RedirectResponse, Response
 from sciplat.config import Settings
 from sciplat.services.common.auth import WWW_AUTHENTICATE, AuthenticatedUser, HubTokenVerifier
 from sciplat.services.common.errors import ServiceError
-from sciplat.services.portal import firefly, handlers, plots
+from sciplat.services.portal import bokehplots, firefly, handlers
 from sciplat.services.portal.auth import STATE_COOKIE, LoginRequired, OAuthClient, SessionStore
 from sciplat.services.portal.channels import ChannelBus, ChannelSigner, channel_secret
 from sciplat.services.portal.images import ImageStore
@@ -34,7 +34,7 @@ log = logging.getLogger("sciplat.services.portal")
 
 def _warm_plots() -> None:
     try:
-        plots.warm_up()
+        bokehplots.warm_up()
     except Exception:  # a failed warm-up only costs the first plot its compile time
         log.exception("datashader warm-up failed")
 
@@ -43,8 +43,8 @@ _warmed = threading.Event()
 
 
 def warm_plots_once() -> None:
-    """Compile datashader in the background once a user opens the portal (not at start-up:
-    a platform whose users never plot should not pay ~10 s of CPU for it)."""
+    """Import HoloViews/Bokeh and compile datashader in the background once a user opens the
+    portal (not at start-up: a platform whose users never plot should not pay for it)."""
     if not _warmed.is_set():
         _warmed.set()
         threading.Thread(target=_warm_plots, name="portal-warm-up", daemon=True).start()

@@ -204,7 +204,7 @@ def lightcurve_item(
             layers.append(hv.Curve(group, kdims, vdims).opts(color=color, alpha=0.5))
             layers.append(
                 hv.Scatter(group, kdims, vdims, label=str(band)).opts(
-                    color=color, size=7, tools=["hover"]
+                    color=color, size=7, tools=["hover", "box_select"]
                 )
             )
         element = hv.Overlay(layers).opts(

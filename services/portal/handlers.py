@@ -24,10 +24,13 @@ from sciplat.services.portal.auth import (
 )
 from sciplat.services.portal.channels import DEFAULT_NONCE
 from sciplat.services.portal.results import Filter
+from sciplat.services.portal.workspace import clean_path
 
 __all__ = ["build_router"]
 
 STATIC = Path(__file__).parent / "static"
+#: Largest file the portal uploads to a workspace (bigger ones: WebDAV directly).
+MAX_UPLOAD = 256 * 2**20
 
 
 class QueryBody(BaseModel):
@@ -76,6 +79,11 @@ class BokehBody(BaseModel):
 class SaveBody(BaseModel):
     format: str = "parquet"
     name: str
+    folder: str = "portal"
+
+
+class WorkspaceOpenBody(BaseModel):
+    path: str
 
 
 class SiaBody(BaseModel):
@@ -293,7 +301,7 @@ def build_router(prefix: str) -> APIRouter:
     ) -> Any:
         if body.format not in ("votable", "csv", "parquet"):
             raise UsageError(f"Unknown format {body.format!r}; use votable, csv or parquet")
-        return await _svc(request).save_to_workspace(user, rid, body.format, body.name)
+        return await _svc(request).save_to_workspace(user, rid, body.format, body.name, body.folder)
 
     @router.post("/api/results/{rid}/plot")
     async def plot(
@@ -434,6 +442,38 @@ def build_router(prefix: str) -> APIRouter:
                 if r is not None and d is not None
             ],
         }
+
+    # workspace (WebDAV, as the user) ---------------------------------------------------------
+    @router.get("/api/workspace")
+    async def workspace(request: Request, user: AuthenticatedUser = Depends(api_user)) -> Any:
+        rel = clean_path(request.query_params.get("path", ""))
+        ws = _svc(request).workspace(user)
+        return {"path": rel, "url": ws.url(rel, public=True), "entries": await ws.list(rel)}
+
+    @router.post("/api/workspace/upload")
+    async def workspace_upload(
+        request: Request, user: AuthenticatedUser = Depends(api_user)
+    ) -> Any:
+        form = await request.form(max_part_size=MAX_UPLOAD)
+        part, folder = form.get("file"), form.get("folder") or ""
+        if part is None or isinstance(part, str) or not isinstance(folder, str):
+            raise UsageError("An upload needs a file part named 'file' (and a text 'folder')")
+        name = clean_path(Path(part.filename or "").name, allow_root=False)
+        data = await part.read(MAX_UPLOAD + 1)
+        if len(data) > MAX_UPLOAD:
+            raise UsageError(
+                f"Uploads through the portal are limited to {MAX_UPLOAD // 2**20} MiB; "
+                "use WebDAV (rclone, davfs2) for larger files"
+            )
+        rel = f"{clean_path(folder)}/{name}".lstrip("/")
+        url = await _svc(request).workspace(user).put(rel, data)
+        return {"path": rel, "url": url, "size": len(data)}
+
+    @router.post("/api/workspace/open")
+    async def workspace_open(
+        request: Request, body: WorkspaceOpenBody, user: AuthenticatedUser = Depends(api_user)
+    ) -> Any:
+        return await _svc(request).open_workspace_file(user, body.path)
 
     # notebook --------------------------------------------------------------------------------
     @router.post("/api/notebook")

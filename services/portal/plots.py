@@ -102,12 +102,6 @@ def raster(
     return out.getvalue(), {"x_range": list(xr), "y_range": list(yr), "points": int(ok.sum())}
 
 
-def warm_up() -> None:
-    """Compile datashader's kernels (numba, ~10 s on first use) before the first user needs them."""
-    values = np.linspace(0.0, 1.0, 16)
-    raster(values, values, width=50, height=50)
-
-
 def histogram(values: np.ndarray, bins: int = 50) -> dict[str, Any]:
     if not 1 <= bins <= 1000:
         raise UsageError("bins must be from 1 to 1000")

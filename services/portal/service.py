@@ -14,11 +14,12 @@ from urllib.parse import quote, urlparse
 import httpx
 
 from sciplat.services.common.auth import AuthenticatedUser
-from sciplat.services.common.errors import ServiceError, UsageError
+from sciplat.services.common.errors import UsageError
 from sciplat.services.portal import plots
 from sciplat.services.portal.images import ImageInfo, ImageStore
 from sciplat.services.portal.results import Filter, ResultCache, ResultInfo, to_parquet
 from sciplat.services.portal.tapclient import JobStatus, TapClient
+from sciplat.services.portal.workspace import WorkspaceClient, clean_path
 
 __all__ = ["PortalService"]
 
@@ -231,30 +232,38 @@ class PortalService:
         return self.image_from_file(user, path, f"Cutout {ra:.4f} {dec:+.4f}")
 
     # workspace and notebooks -----------------------------------------------------------------
+    def workspace(self, user: AuthenticatedUser) -> WorkspaceClient:
+        return WorkspaceClient(self.api_url, self.public_api_url, user.name, user.token, self.http)
+
     async def _webdav_put(self, user: AuthenticatedUser, rel: str, data: bytes) -> str:
-        headers = {"Authorization": f"Bearer {user.token}"}
-        base = f"{self.api_url}/webdav/home/{quote(user.name)}"
-        folder = rel.rsplit("/", 1)[0] if "/" in rel else ""
-        if folder:
-            await self.http.request("MKCOL", f"{base}/{folder}/", headers=headers)
-        response = await self.http.put(f"{base}/{rel}", content=data, headers=headers)
-        if response.status_code not in (200, 201, 204):
-            raise ServiceError(
-                f"Could not write {rel} to your workspace (WebDAV answered "
-                f"{response.status_code}: {response.text[:200]})"
-            )
-        return f"{self.public_api_url}/webdav/home/{user.name}/{rel}"
+        return await self.workspace(user).put(rel, data)
+
+    async def open_workspace_file(self, user: AuthenticatedUser, rel: str) -> dict[str, Any]:
+        """A workspace file in the portal: a FITS image in the image viewer, any table astropy
+        reads (VOTable, Parquet, CSV, ECSV, FITS table) as a result."""
+        rel = clean_path(rel, allow_root=False)
+        path = await self.fetch(user, self.workspace(user).url(rel, public=True))
+        name = rel.rsplit("/", 1)[-1]
+        if path.read_bytes()[:6] == b"SIMPLE":
+            try:
+                return {"kind": "image", "image": self.images.add(user.name, path, name).__dict__}
+            except UsageError:
+                pass  # no 2-D image: a FITS table, perhaps
+        return {"kind": "table", "result": self.table_from_file(user, path, name).__dict__}
 
     async def save_to_workspace(
-        self, user: AuthenticatedUser, result_id: str, fmt: str, name: str
+        self, user: AuthenticatedUser, result_id: str, fmt: str, name: str, folder: str = "portal"
     ) -> dict[str, str]:
+        """Write a result (whole) as VOTable, CSV or Parquet to ``~/<folder>/<name>``."""
         if not _SAFE_NAME.match(name):
             raise UsageError(f"Bad file name {name!r} (letters, digits, . _ -)")
+        folder = clean_path(folder)
         path = self._tmp("." + fmt)
         try:
             self.results.export(user.name, result_id, fmt, path)
             ext = {"votable": "xml", "csv": "csv", "parquet": "parquet"}[fmt]
-            rel = f"portal/{name}" if name.endswith("." + ext) else f"portal/{name}.{ext}"
+            file = name if name.endswith("." + ext) else f"{name}.{ext}"
+            rel = f"{folder}/{file}" if folder else file
             url = await self._webdav_put(user, rel, path.read_bytes())
         finally:
             path.unlink(missing_ok=True)

@@ -309,3 +309,74 @@ def test_bokeh_plots_and_expression_filters(alice, counts):
     ]:
         bad = alice.post(f"/api/results/{rid}/bokeh", json=body)
         assert bad.status_code == 400 and text in bad.json()["message"], bad.text
+
+
+def test_workspace_browse_upload_save_open(alice, portal_hub, tmp_path):
+    """The user's workspace through the portal (WebDAV as the user): browse, upload, save a
+    result as VOTable/CSV/Parquet, open table files and images; traversal and quota refused."""
+    import httpx
+    from skydata import star_field
+
+    from sciplat.services.workspace.quota import set_override
+
+    csv = "ra,dec,mag\n62.0,-37.0,20.1\n61.99,-36.99,21.5\n"
+    up = alice.post(
+        "/api/workspace/upload", data={"folder": "tables"}, files={"file": ("mine.csv", csv)}
+    )
+    assert up.status_code == 200, up.text
+    assert up.json()["path"] == "tables/mine.csv" and up.json()["size"] == len(csv)
+    root = alice.get("/api/workspace").json()
+    assert any(e["name"] == "tables" and e["folder"] for e in root["entries"])
+    listing = alice.get("/api/workspace", params={"path": "tables"}).json()
+    (entry,) = [e for e in listing["entries"] if e["name"] == "mine.csv"]
+    assert entry["size"] == len(csv) and not entry["folder"] and entry["modified"]
+    opened = alice.post("/api/workspace/open", json={"path": "tables/mine.csv"}).json()
+    assert opened["kind"] == "table" and opened["result"]["rows"] == 2
+    rid = opened["result"]["id"]
+    for fmt, ext in [("votable", "xml"), ("parquet", "parquet"), ("csv", "csv")]:
+        saved = alice.post(
+            f"/api/results/{rid}/save", json={"format": fmt, "name": "again", "folder": "tables"}
+        ).json()
+        assert saved["path"] == f"~/tables/again.{ext}", saved
+        back = alice.post("/api/workspace/open", json={"path": f"tables/again.{ext}"}).json()
+        assert back["result"]["rows"] == 2, fmt
+        page = alice.post(f"/api/results/{back['result']['id']}/page", json={}).json()
+        assert [round(r[2], 1) for r in page["rows"]] == [20.1, 21.5]
+    image = tmp_path / "field.fits"
+    star_field(image)
+    files = {"file": ("field.fits", image.read_bytes())}
+    assert alice.post("/api/workspace/upload", data={"folder": ""}, files=files).status_code == 200
+    shown = alice.post("/api/workspace/open", json={"path": "field.fits"}).json()
+    assert shown["kind"] == "image" and shown["image"]["width"] == 400
+    # refusals: paths out of the home, missing files, unknown formats
+    for path in ("../bob", "tables/../../bob", "/etc"):
+        bad = alice.get("/api/workspace", params={"path": path})
+        assert bad.status_code in (400, 404), (path, bad.text)
+        if path != "/etc":
+            assert "Bad workspace path" in bad.json()["message"]
+    missing = alice.post("/api/workspace/open", json={"path": "nosuch.csv"})
+    assert missing.status_code in (400, 404) and "nosuch.csv" in missing.json()["message"]
+    junk = {"file": ("junk.bin", bytes(range(256)) * 4)}
+    alice.post("/api/workspace/upload", data={"folder": "tables"}, files=junk)
+    unreadable = alice.post("/api/workspace/open", json={"path": "tables/junk.bin"})
+    assert unreadable.status_code == 400 and "table" in unreadable.json()["message"]
+    # over quota: the upload is refused with WebDAV's quota message and nothing is written
+    set_override(portal_hub.settings, "users", "bob", 1024)
+    try:
+        bob = {"Authorization": f"Bearer {portal_hub.token_for('bob')}"}
+        big = {"file": ("big.csv", "x\n" + "1\n" * 4000)}
+        refused = alice.post("/api/workspace/upload", files=big, headers=bob)
+        assert refused.status_code == 429, refused.text
+        assert refused.json()["error"] == "QuotaExceeded"
+        assert "quota" in refused.json()["message"].lower()
+        names = [e["name"] for e in alice.get("/api/workspace", headers=bob).json()["entries"]]
+        assert "big.csv" not in names
+    finally:
+        set_override(portal_hub.settings, "users", "bob", None)
+    # another user's token never sees alice's files
+    other = httpx.get(
+        f"{portal_hub.url}/services/portal/api/workspace",
+        params={"path": "tables"},
+        headers={"Authorization": f"Bearer {portal_hub.token_for('bob')}"},
+    )
+    assert other.status_code == 404 or all(e["name"] != "mine.csv" for e in other.json()["entries"])

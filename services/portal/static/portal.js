@@ -25,6 +25,7 @@ function showTab(name) {
   document.querySelectorAll(".tab").forEach((b) => b.classList.toggle("active", b.dataset.tab === name));
   document.querySelectorAll(".pane").forEach((p) => p.hidden = p.id !== "pane-" + name);
   if (name === "sky") initSky();
+  if (name === "workspace") loadWorkspace();
 }
 
 // ---- query ----------------------------------------------------------------------------------
@@ -217,8 +218,11 @@ function skyOf(o) {
 for (const fmt of ["votable", "csv", "parquet"]) $("dl-" + fmt).onclick = () => { if (S.result) location.href = `${P}/api/results/${S.result.id}/download?format=${fmt}`; };
 $("save").onclick = async () => {
   if (!S.result) return;
-  const name = prompt("File name in ~/portal/", `result-${S.result.id}`); if (!name) return;
-  try { const r = await api(`/api/results/${S.result.id}/save`, { format: "parquet", name }); msg(`saved to ${r.path}`); } catch (e) { msg(e.message, true); }
+  const name = $("save-name").value.trim() || `result-${S.result.id}`, format = $("save-format").value;
+  try {
+    const r = await api(`/api/results/${S.result.id}/save`, { format, name, folder: S.wsPath ?? "portal" });
+    msg(`saved to ${r.path}`); if (!$("pane-workspace").hidden) loadWorkspace();
+  } catch (e) { msg(e.message, true); }
 };
 $("notebook").onclick = async () => {
   if (!S.result || !S.result.job_id) return;
@@ -361,6 +365,48 @@ $("overlay").onclick = async () => {
   if (!S.image || !S.result) return msg("Open an image and a table first", true);
   try { const o = await api(`/api/images/${S.image.id}/overlay`, { result: S.result.id, filters: S.filters }); S.overlay = o.points; drawImage(); msg(`${o.points.length} sources on the image (${o.outside} outside)`); } catch (e) { msg(e.message, true); }
 };
+
+// ---- workspace (WebDAV as the user) ---------------------------------------------------------
+S.wsPath = null;
+function wsMsg(text, err) { const m = $("ws-msg"); m.textContent = text || ""; m.className = err ? "error" : ""; }
+async function loadWorkspace(path) {
+  try {
+    const w = await api(`/api/workspace?path=${encodeURIComponent(path ?? S.wsPath ?? "")}`);
+    S.wsPath = w.path; $("ws-path").textContent = "~/" + w.path;
+    const body = $("ws-list").querySelector("tbody"); body.innerHTML = "";
+    for (const e of w.entries) {
+      const tr = document.createElement("tr");
+      tr.innerHTML = `<td>${e.folder ? "&#128193; " : ""}${esc(e.name)}</td><td>${e.folder ? "" : e.size ?? ""}</td><td>${esc((e.modified || "").slice(0, 19))}</td><td></td>`;
+      const b = document.createElement("button"); b.className = "ws-open"; b.dataset.path = e.path;
+      b.textContent = e.folder ? "Open folder" : "Open";
+      b.onclick = () => e.folder ? loadWorkspace(e.path) : openWorkspaceFile(e.path);
+      tr.lastChild.appendChild(b); body.appendChild(tr);
+    }
+    return w;
+  } catch (e) { wsMsg(e.message, true); }
+}
+$("ws-up").onclick = () => loadWorkspace((S.wsPath || "").split("/").slice(0, -1).join("/"));
+$("ws-refresh").onclick = () => loadWorkspace();
+$("ws-upload").onclick = async () => {
+  const f = $("ws-file").files[0]; if (!f) return wsMsg("Choose a file first", true);
+  const form = new FormData(); form.append("folder", S.wsPath || ""); form.append("file", f);
+  wsMsg(`uploading ${f.name}...`);
+  try {
+    const r = await fetch(`${P}/api/workspace/upload`, { method: "POST", body: form, credentials: "same-origin" });
+    const data = await r.json().catch(() => ({ message: "HTTP " + r.status }));
+    if (!r.ok) throw new Error((data.error === "QuotaExceeded" ? "Upload refused: " : "") + data.message);
+    await loadWorkspace(); wsMsg(`uploaded ~/${data.path} (${data.size} bytes)`);
+  } catch (e) { wsMsg(e.message, true); }
+};
+async function openWorkspaceFile(path) {
+  wsMsg(`opening ~/${path}...`);
+  try {
+    const r = await api("/api/workspace/open", { path });
+    if (r.kind === "image") await showImage(r.image);
+    else { await refreshResults(r.result.id); msg(`table ${r.result.title} from your workspace (${r.result.rows} rows)`); }
+    wsMsg(`opened ~/${path}`);
+  } catch (e) { wsMsg(e.message, true); }
+}
 
 // ---- all-sky view (Aladin Lite) -------------------------------------------------------------
 async function initSky() {
