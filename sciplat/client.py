@@ -24,6 +24,7 @@ __all__ = ["Discovery", "ServiceInfo", "discovery", "discovery_document", "token
 #: Service name -> path under the hub's public URL (embedded default layout).
 SERVICE_PATHS: dict[str, str] = {
     "tap": "services/api/tap",
+    "mydb": "services/api/mydb",
     "sia": "services/api/sia",
     "soda": "services/api/soda",
     "datalink": "services/api/datalink",

@@ -36,6 +36,7 @@ log = logging.getLogger("sciplat.services")
 #: The areas mounted in the API service, as "module:attribute" of a ServicePlugin.
 PLUGINS: list[str] = [
     "sciplat.services.tap:plugin",
+    "sciplat.services.mydb:plugin",
     "sciplat.services.notebooks:plugin",
     "sciplat.services.workspace:plugin",
     "sciplat.services.images.sia:plugin",

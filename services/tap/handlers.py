@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 from typing import Any
 
@@ -24,6 +25,7 @@ from sciplat.services.common.vosi import availability_xml, xml_response
 from sciplat.services.common.votable import VOTABLE_MEDIA_TYPE, error_votable
 from sciplat.services.tap.metadata import (
     capabilities_document,
+    data_models,
     examples_document,
     table_xml,
     tables_document,
@@ -104,7 +106,11 @@ def build_router() -> APIRouter:
 
     async def run_sync(request: Request, user: AuthenticatedUser, params: DaliParams) -> Response:
         service = _service(request)
-        tap_request = parse_request(params, service.settings)
+        tap_request = dataclasses.replace(
+            parse_request(params, service.settings), owner=user.name, groups=user.groups
+        )
+        if tap_request.dest_table:
+            raise UsageError("DEST_TABLE is accepted by /async only")
         uploads = await _read_uploads(request, params, tap_request.uploads, user)
         service.quota.acquire(user.name, user.groups)
         started = time.time()
@@ -167,7 +173,12 @@ def build_router() -> APIRouter:
         state = _state(request)
         settings = request.app.state.context.settings
         retention = state.jobs.retention if state.jobs else 0
-        return xml_response(capabilities_document(_base_url(request), settings, retention))
+        schema = state.service.schema if state.service is not None else None
+        return xml_response(
+            capabilities_document(
+                _base_url(request), settings, retention, models=data_models(schema)
+            )
+        )
 
     @router.get("/availability")
     async def availability(request: Request) -> Response:
@@ -191,13 +202,13 @@ def build_router() -> APIRouter:
         detail = (params.single("detail") or "max").lower()
         if detail not in ("min", "max"):
             raise UsageError(f"detail must be min or max, not {detail!r}")
-        return xml_response(tables_document(_service(request).schema))
+        return xml_response(tables_document(_service(request).schema_for(user.name, user.groups)))
 
     @router.get("/tables/{name}")
     async def table(
         request: Request, name: str, user: AuthenticatedUser = Depends(_read)
     ) -> Response:
-        meta = _service(request).schema.table(name)
+        meta = _service(request).schema_for(user.name, user.groups).table(name)
         if meta is None:
             raise NotFoundError(f"No table {name!r}")
         return xml_response('<?xml version="1.0" encoding="UTF-8"?>\n' + table_xml(meta, root=True))
@@ -237,7 +248,13 @@ async def _job_parameters(
 ) -> list[tuple[str, str]]:
     """Keep the TAP parameters of a new job and save its inline uploads next to it."""
     kept = [(name, value) for name, value in params if name in JOB_PARAMETERS]
-    _service(request).job_groups[job_id] = user.groups
+    service = _service(request)
+    service.job_groups[job_id] = user.groups
+    dest_table = params.single("dest_table")
+    if dest_table is not None:
+        if service.user_tables is None:
+            raise UsageError("DEST_TABLE needs MyDB, which this service does not run")
+        service.user_tables.check_destination(dest_table, user.name, user.groups)
     specs = parse_upload_param(params.getlist("upload"))
     if specs:
         contents = await _read_uploads(request, params, specs, user)

@@ -8,6 +8,8 @@ errors) -> a streamed writer. Sync queries stream to the client; async jobs stre
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import dataclasses
 import functools
 import logging
 import threading
@@ -16,6 +18,7 @@ import weakref
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 
@@ -27,6 +30,7 @@ from sciplat.services.common.uws.service import CancelToken
 from sciplat.services.tap.adql import Translation, translate
 from sciplat.services.tap.history import HistoryEntry, QueryHistory
 from sciplat.services.tap.quota import QueryQuota
+from sciplat.services.tap.schema import TapSchema
 from sciplat.services.tap.storage.base import Catalog
 from sciplat.services.tap.upload import UploadSpec, parse_upload_param, read_upload
 from sciplat.services.tap.votable.fields import fields_for
@@ -38,7 +42,16 @@ __all__ = ["JOB_PARAMETERS", "TapRequest", "TapService", "parse_request"]
 log = logging.getLogger("sciplat.services.tap")
 
 #: Parameters a TAP job keeps (lower-case); others are ignored.
-JOB_PARAMETERS = ("request", "lang", "query", "maxrec", "responseformat", "format", "upload")
+JOB_PARAMETERS = (
+    "request",
+    "lang",
+    "query",
+    "maxrec",
+    "responseformat",
+    "format",
+    "upload",
+    "dest_table",
+)
 _LANGS = {"adql", "adql-2.0", "adql-2.1"}
 
 
@@ -48,6 +61,11 @@ class TapRequest:
     maxrec: int
     format: OutputFormat
     uploads: list[UploadSpec] = field(default_factory=list)
+    #: Who asks (their MyDB tables are visible to the query), and their groups.
+    owner: str = ""
+    groups: tuple[str, ...] = ()
+    #: DEST_TABLE: the MyDB table an async job's result is also stored in (services/mydb).
+    dest_table: str | None = None
 
 
 def parse_request(params: DaliParams, settings: Settings) -> TapRequest:
@@ -63,8 +81,10 @@ def parse_request(params: DaliParams, settings: Settings) -> TapRequest:
         raise UsageError("QUERY is required")
     config = settings.catalog
     maxrec_text = params.single("maxrec")
+    dest_table = params.single("dest_table")
     if maxrec_text is None:
-        maxrec = min(config.default_maxrec, config.max_rows)
+        # A DEST_TABLE job stores the whole result, up to the hard limit.
+        maxrec = config.max_rows if dest_table else min(config.default_maxrec, config.max_rows)
     else:
         try:
             maxrec = int(maxrec_text.strip())
@@ -78,7 +98,9 @@ def parse_request(params: DaliParams, settings: Settings) -> TapRequest:
             )
     fmt = output_format(params.single("responseformat") or params.single("format"))
     uploads = parse_upload_param(params.getlist("upload"))
-    return TapRequest(query=query, maxrec=maxrec, format=fmt, uploads=uploads)
+    return TapRequest(
+        query=query, maxrec=maxrec, format=fmt, uploads=uploads, dest_table=dest_table
+    )
 
 
 class TapService:
@@ -99,9 +121,17 @@ class TapService:
         self.schema = catalog.load_schema()
         #: Groups of each job's owner at submission (their quota applies when it runs).
         self.job_groups: dict[str, tuple[str, ...]] = {}
+        #: MyDB's hook (``sciplat.services.mydb.tap.UserTables``), set by the mydb plugin.
+        self.user_tables = None
         # Clients repeat queries (paging, polling, dashboards): translations are pure functions
         # of (query, maxrec) for a given TAP_SCHEMA, so keep the recent ones.
         self._translate_cached = functools.lru_cache(maxsize=512)(self._translate)
+
+    def schema_for(self, owner: str, groups: tuple[str, ...]) -> TapSchema:
+        """TAP_SCHEMA as *owner* sees it: the published tables plus their MyDB tables."""
+        if self.user_tables is None:
+            return self.schema
+        return self.user_tables.schema_for(self.schema, owner, groups)
 
     def _translate(self, query: str, maxrec: int) -> Translation:
         return translate(query, self.schema, self.catalog.target(), maxrec=maxrec)
@@ -130,7 +160,14 @@ class TapService:
                 tables[name] = table
                 physical[spec.table] = name
             schema = schema.with_tables(metas)
-        if request.uploads:
+        mine = None
+        if self.user_tables is not None:
+            mine = self.user_tables.for_caller(schema, request.owner, request.groups)
+        if mine is not None:
+            target = mine.wrap(self.catalog.target(physical))
+            translation = translate(request.query, mine.schema, target, maxrec=request.maxrec)
+            tables.update(mine.sources(translation))
+        elif request.uploads:
             translation = translate(
                 request.query, schema, self.catalog.target(physical), maxrec=request.maxrec
             )
@@ -235,7 +272,11 @@ class TapService:
         started = time.time()
         request_query = job.parameter("query") or ""
         try:
-            request = parse_request(DaliParams(job.parameters), self.settings)
+            request = dataclasses.replace(
+                parse_request(DaliParams(job.parameters), self.settings),
+                owner=job.owner,
+                groups=self.job_groups.get(job.id, ()),
+            )
             uploads = {
                 path.name[len("upload-") :].lower(): path.read_bytes()
                 for path in directory.glob("upload-*")
@@ -283,10 +324,18 @@ class TapService:
     ) -> tuple[int, ResultStream]:
         stream = self.open(request, uploads, timeout=None, token=token)
         size = 0
-        with open(path, "wb") as out:
+        with self._dest_table(request, stream), open(path, "wb") as out:
             for chunk in request.format.write(stream):
                 if token.cancelled:
                     raise UsageError("The job was aborted")
                 out.write(chunk)
                 size += len(chunk)
         return size, stream
+
+    def _dest_table(self, request: TapRequest, stream: ResultStream) -> Any:
+        """DEST_TABLE: MyDB stores the rows as they are written (nothing if the job fails)."""
+        if not request.dest_table:
+            return contextlib.nullcontext()
+        if self.user_tables is None:
+            raise UsageError("DEST_TABLE needs MyDB, which this service does not run")
+        return self.user_tables.capture(request, stream)

@@ -1,0 +1,227 @@
+"""Where user tables are stored, one backend per catalog backend.
+
+- DuckDB (embedded default): one Parquet file per table under ``<data>/api/mydb/<schema>/``.
+  The catalog stays a read-only DuckDB file with external access off; each TAP query registers
+  the caller's tables on its own cursor as lazily scanned Arrow datasets (projection and filter
+  pushdown), the way TAP_UPLOAD tables are registered. A write goes to a temporary file that
+  replaces the table only when complete and within quota.
+- PostgreSQL: real schemas ``user_<name>``/``group_<name>`` in the catalog database, written by
+  a role that may create them (``mydb.writer_url``) inside one transaction (CREATE, COPY, size
+  check, GRANT USAGE/SELECT to the TAP reader role, COMMIT), so a refused write leaves nothing.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import threading
+from abc import ABC, abstractmethod
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+
+from sciplat.services.common.errors import ServiceUnavailableError, UsageError
+from sciplat.services.mydb.names import TableName
+
+__all__ = ["ParquetStore", "PostgresStore", "TableStore", "TableWriter"]
+
+
+class TableWriter(ABC):
+    """A table being written: batches in, then :meth:`commit` (or :meth:`abort`)."""
+
+    rows = 0
+
+    @abstractmethod
+    def write(self, batch: pa.RecordBatch) -> None: ...
+
+    @abstractmethod
+    def size(self) -> int:
+        """Bytes the table takes once committed (call after the last batch)."""
+
+    @abstractmethod
+    def commit(self) -> None: ...
+
+    @abstractmethod
+    def abort(self) -> None: ...
+
+
+class TableStore(ABC):
+    @abstractmethod
+    def writer(self, name: TableName, schema: pa.Schema, *, replace: bool) -> TableWriter: ...
+
+    @abstractmethod
+    def drop(self, name: TableName) -> None: ...
+
+    @abstractmethod
+    def physical(self, name: TableName) -> tuple[str | None, str]:
+        """The (schema, table) a translated query names."""
+
+    def sources(self, names: list[TableName]) -> dict[str, Any]:
+        """Objects to register on the query's connection, by physical name (DuckDB only)."""
+        return {}
+
+    def close(self) -> None:
+        return None
+
+
+# DuckDB: Parquet files ----------------------------------------------------------------------
+
+
+class _ParquetWriter(TableWriter):
+    def __init__(self, final: Path, schema: pa.Schema) -> None:
+        import pyarrow.parquet as pq
+
+        final.parent.mkdir(parents=True, exist_ok=True)
+        self.final = final
+        self.tmp = final.with_name(f".{final.stem}.{os.getpid()}.{threading.get_ident()}.tmp")
+        self._writer = pq.ParquetWriter(self.tmp, schema, compression="zstd")
+        self.rows = 0
+
+    def write(self, batch: pa.RecordBatch) -> None:
+        self._writer.write_batch(batch, row_group_size=256_000)
+        self.rows += batch.num_rows
+
+    def size(self) -> int:
+        self._writer.close()
+        return self.tmp.stat().st_size
+
+    def commit(self) -> None:
+        self._writer.close()
+        os.replace(self.tmp, self.final)
+
+    def abort(self) -> None:
+        with contextlib.suppress(Exception):
+            self._writer.close()
+        self.tmp.unlink(missing_ok=True)
+
+
+class ParquetStore(TableStore):
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def path(self, name: TableName) -> Path:
+        return self.root / name.schema / f"{name.table}.parquet"
+
+    def writer(self, name: TableName, schema: pa.Schema, *, replace: bool) -> TableWriter:
+        return _ParquetWriter(self.path(name), schema)
+
+    def drop(self, name: TableName) -> None:
+        self.path(name).unlink(missing_ok=True)
+
+    def physical(self, name: TableName) -> tuple[str | None, str]:
+        return None, f"mydb__{name.schema}__{name.table}"
+
+    def sources(self, names: list[TableName]) -> dict[str, Any]:
+        import pyarrow.dataset as ds
+
+        found = {}
+        for name in names:
+            path = self.path(name)
+            if not path.exists():
+                raise UsageError(f"Table {name} is being replaced; try again")
+            found[self.physical(name)[1]] = ds.dataset(path, format="parquet")
+        return found
+
+
+# PostgreSQL: schemas with grants ------------------------------------------------------------
+
+
+def _pg_type(kind: pa.DataType) -> str:
+    from sciplat.services.tap.storage.postgres import _PG_FOR_ARROW
+
+    return next((pg for test, pg in _PG_FOR_ARROW if test(kind)), "text")
+
+
+class _PostgresWriter(TableWriter):
+    def __init__(self, con: Any, name: TableName, schema: pa.Schema, reader: str) -> None:
+        from psycopg import sql
+
+        self.con = con
+        self.name = name
+        self.rows = 0
+        self._ident = sql.Identifier(name.schema, name.table)
+        self._columns = sql.SQL(", ").join(sql.Identifier(f.name) for f in schema)
+        definition = sql.SQL(", ").join(
+            sql.SQL("{} {}").format(sql.Identifier(f.name), sql.SQL(_pg_type(f.type)))
+            for f in schema
+        )
+        con.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(name.schema)))
+        con.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(self._ident))
+        con.execute(sql.SQL("CREATE TABLE {} ({})").format(self._ident, definition))
+        if reader:
+            role = sql.Identifier(reader)
+            con.execute(
+                sql.SQL("GRANT USAGE ON SCHEMA {} TO {}").format(sql.Identifier(name.schema), role)
+            )
+            con.execute(sql.SQL("GRANT SELECT ON {} TO {}").format(self._ident, role))
+
+    def write(self, batch: pa.RecordBatch) -> None:
+        import pyarrow.csv as pacsv
+        from psycopg import sql
+
+        if not batch.num_rows:
+            return
+        buffer = io.BytesIO()
+        pacsv.write_csv(batch, buffer, pacsv.WriteOptions(include_header=False))
+        statement = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT csv)").format(
+            self._ident, self._columns
+        )
+        with self.con.cursor().copy(statement) as copy:
+            copy.write(buffer.getvalue())
+        self.rows += batch.num_rows
+
+    def size(self) -> int:
+        (size,) = self.con.execute(
+            "SELECT pg_total_relation_size(%s::regclass)",
+            (f'"{self.name.schema}"."{self.name.table}"',),
+        ).fetchone()
+        return int(size)
+
+    def commit(self) -> None:
+        try:
+            self.con.commit()
+        finally:
+            self.con.close()
+
+    def abort(self) -> None:
+        with contextlib.suppress(Exception):
+            self.con.rollback()
+        with contextlib.suppress(Exception):
+            self.con.close()
+
+
+class PostgresStore(TableStore):
+    def __init__(self, writer_url: str, reader_role: str) -> None:
+        self.url = writer_url
+        self.reader = reader_role
+
+    def _connect(self) -> Any:
+        import psycopg
+
+        try:
+            return psycopg.connect(self.url)
+        except psycopg.Error as exc:
+            raise ServiceUnavailableError("The MyDB database is not reachable") from exc
+
+    def writer(self, name: TableName, schema: pa.Schema, *, replace: bool) -> TableWriter:
+        import psycopg
+
+        con = self._connect()
+        try:
+            return _PostgresWriter(con, name, schema, self.reader)
+        except psycopg.Error as exc:
+            con.close()
+            raise UsageError(f"The table could not be created: {exc}".splitlines()[0]) from exc
+
+    def drop(self, name: TableName) -> None:
+        from psycopg import sql
+
+        with self._connect() as con:
+            con.execute(
+                sql.SQL("DROP TABLE IF EXISTS {}").format(sql.Identifier(name.schema, name.table))
+            )
+
+    def physical(self, name: TableName) -> tuple[str | None, str]:
+        return name.schema, name.table
