@@ -9,6 +9,7 @@ defaults, other notebooks as submitted notebooks, each executed fresh as the bot
 from __future__ import annotations
 
 import json
+import re
 import statistics
 import time
 from collections.abc import Callable
@@ -22,6 +23,26 @@ import httpx
 __all__ = ["BotClient", "NotebookReport", "collect_notebooks", "run_all"]
 
 ACTIVE = ("queued", "running")
+#: Answers of a proxy whose service is (re)starting: the bot waits and asks again.
+RETRY_STATUS = (502, 503, 504)
+_H1 = re.compile(r"<h1[^>]*>(.*?)</h1>", re.S | re.I)
+
+
+def short_error(response: httpx.Response, limit: int = 500) -> str:
+    """The gist of an error answer: a JSON ``detail``/``message``, an HTML page's heading, or
+    the start of the text."""
+    text = response.text
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+    if isinstance(body, dict):
+        for key in ("detail", "message", "error"):
+            if body.get(key):
+                return str(body[key])[:limit]
+    if match := _H1.search(text):
+        return " ".join(match.group(1).split())[:limit]
+    return " ".join(text.split())[:limit]
 
 
 @dataclass
@@ -35,6 +56,7 @@ class NotebookReport:
     kernel_seconds: float | None = None
     cells: list[dict[str, Any]] = field(default_factory=list)
     error: dict[str, Any] | None = None
+    job_id: str = ""
     job_url: str = ""
 
     @property
@@ -45,9 +67,18 @@ class NotebookReport:
 class BotClient:
     """One bot user: hub account, token, optional lab, and calls to the notebooks API."""
 
-    def __init__(self, hub_url: str, admin_token: str, name: str, group: str = "users") -> None:
+    def __init__(
+        self,
+        hub_url: str,
+        admin_token: str,
+        name: str,
+        group: str = "users",
+        *,
+        retry_seconds: float = 60,
+    ) -> None:
         self.hub_url = hub_url.rstrip("/")
         self.name = name
+        self.retry_seconds = retry_seconds
         self._admin = httpx.Client(
             base_url=f"{self.hub_url}/hub/api", timeout=60,
             headers={"Authorization": f"token {admin_token}"},
@@ -86,27 +117,62 @@ class BotClient:
             time.sleep(1)
         raise TimeoutError(f"the lab of {self.name} was not ready after {timeout:g} s")
 
-    def stop_lab(self) -> None:
+    def stop_lab(self, timeout: float = 60) -> None:
+        """Stop the bot's lab and wait until the hub has it stopped."""
         self._admin.delete(f"/users/{self.name}/server")
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            model = self._admin.get(f"/users/{self.name}").json()
+            if not model.get("servers") and not model.get("pending"):
+                return
+            time.sleep(0.5)
+
+    def lab_status(self) -> int:
+        """HTTP status of the running lab's ``api/status`` as the bot (200: it serves)."""
+        response = httpx.get(
+            f"{self.hub_url}/user/{self.name}/api/status", timeout=30, follow_redirects=False,
+            headers={"Authorization": f"token {self.token}"},
+        )  # fmt: skip
+        return response.status_code
+
+    def _call(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
+        """One notebooks-API call; a service that is (re)starting behind the proxy (502/503/504,
+        refused connection) is asked again for up to ``retry_seconds``."""
+        deadline = time.monotonic() + self.retry_seconds
+        while True:
+            try:
+                response = self.api.request(method, url, **kwargs)
+                if response.status_code not in RETRY_STATUS:
+                    return response
+            except httpx.TransportError:
+                if time.monotonic() > deadline:
+                    raise
+            else:
+                if time.monotonic() > deadline:
+                    return response
+            time.sleep(1)
 
     def submit(self, notebook: Path, root: Path, *, fresh: bool = True) -> dict[str, Any]:
         sidecar = notebook.with_suffix(".yaml")
         rel = notebook.relative_to(root)
         if sidecar.is_file():
             name = f"{rel.parent.name}/{notebook.stem}"
-            response = self.api.post(f"/templates/{name}/runs", json={"fresh": fresh})
+            response = self._call("POST", f"/templates/{name}/runs", json={"fresh": fresh})
         else:
             body = {"ipynb": json.loads(notebook.read_text()), "title": str(rel), "fresh": fresh}
-            response = self.api.post("/jobs", json=body)
+            response = self._call("POST", "/jobs", json=body)
         if response.status_code not in (200, 202):
-            raise RuntimeError(f"{rel}: refused ({response.status_code}): {response.text}")
+            raise RuntimeError(f"{rel}: refused ({response.status_code}): {short_error(response)}")
         return response.json()
 
     def wait(self, job: dict[str, Any], timeout: float) -> dict[str, Any]:
         deadline = time.monotonic() + timeout
         while job["status"] in ACTIVE and time.monotonic() < deadline:
             time.sleep(0.5)
-            job = self.api.get(f"/jobs/{job['id']}").json()
+            response = self._call("GET", f"/jobs/{job['id']}")
+            if response.status_code != 200:
+                raise RuntimeError(f"run {job['id']}: {short_error(response)}")
+            job = response.json()
         return job
 
     def run(self, notebook: Path, root: Path, timeout: float = 1800) -> NotebookReport:
@@ -129,6 +195,7 @@ class BotClient:
             kernel_seconds=job.get("kernel_seconds"),
             cells=job.get("cell_timings", []),
             error=job.get("error"),
+            job_id=job.get("id", ""),
             job_url=job.get("page_url", ""),
         )
 
@@ -147,18 +214,22 @@ def run_all(
     notebooks: list[Path],
     root: Path,
     *,
+    jobs: int = 1,
+    timeout: float = 1800,
     progress: Callable[[NotebookReport], None] | None = None,
 ) -> list[NotebookReport]:
-    """Each bot runs every notebook (bots in parallel, each bot's notebooks in turn)."""
+    """Each bot runs every notebook (bots in parallel; each bot *jobs* notebooks at once).
+    Reports come back in (bot, notebook) order."""
 
     def one_bot(bot: BotClient) -> list[NotebookReport]:
-        reports = []
-        for notebook in notebooks:
-            report = bot.run(notebook, root)
+        def one(notebook: Path) -> NotebookReport:
+            report = bot.run(notebook, root, timeout)
             if progress:
                 progress(report)
-            reports.append(report)
-        return reports
+            return report
+
+        with ThreadPoolExecutor(max_workers=max(jobs, 1)) as pool:
+            return list(pool.map(one, notebooks))
 
     with ThreadPoolExecutor(max_workers=max(len(bots), 1)) as pool:
         return [r for reports in pool.map(one_bot, bots) for r in reports]

@@ -34,54 +34,114 @@ def register(cli: click.Group) -> None:
     @group("check").command("notebooks")
     @_common
     @click.option("--bots", default=1, show_default=True, help="Bot users running at once.")
-    @click.option("--spawn/--no-spawn", default=False, help="Also spawn each bot's lab.")
+    @click.option(
+        "--jobs",
+        default=1,
+        show_default=True,
+        help="Notebooks each bot runs at once (the service queues beyond "
+        "notebooks.max_concurrent).",
+    )
+    @click.option(
+        "--spawn/--no-spawn",
+        default=False,
+        help="Also spawn each bot's lab, check it serves, and stop it at the end.",
+    )
     @click.option("--only", multiple=True, help="Run only notebooks whose path contains this.")
+    @click.option(
+        "--timeout",
+        default=1800.0,
+        show_default=True,
+        help="Seconds to wait for each notebook's run.",
+    )
+    @click.option(
+        "--report",
+        "report_path",
+        type=click.Path(dir_okay=False, path_type=Path),
+        help="Also write the JSON report (per-cell timings, failures) to this file.",
+    )
     @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
-    def check_notebooks(url, admin_token, bots, spawn, only, as_json) -> None:
+    def check_notebooks(
+        url, admin_token, bots, jobs, spawn, only, timeout, report_path, as_json
+    ) -> None:
         """Run every notebook in notebooks/ as bot users; exit 1 on any failure."""
         from sciplat.services.notebooks.bots import BotClient, collect_notebooks, run_all
 
         root = _root()
-        notebooks = [p for p in collect_notebooks(root)
-                     if not only or any(o in str(p) for o in only)]  # fmt: skip
+        notebooks = [
+            p for p in collect_notebooks(root) if not only or any(o in str(p) for o in only)
+        ]
+        if not notebooks:
+            raise click.ClickException(f"no notebook under {root} matches {list(only)}")
+        click.echo(f"{len(notebooks)} notebooks x {bots} bot(s) on {url}", err=True)
+        started = time.monotonic()
         clients = [BotClient(url, admin_token, f"bot-notebooks-{i}") for i in range(bots)]
-        spawn_seconds = {}
+        spawn_seconds: dict[str, float] = {}
+        spawn_errors: dict[str, str] = {}
+        reports = []
         try:
             if spawn:
                 for bot in clients:
-                    spawn_seconds[bot.name] = bot.spawn_lab()
-                    click.echo(f"{bot.name}: lab ready in {spawn_seconds[bot.name]:.1f} s",
-                               err=True)  # fmt: skip
+                    try:
+                        spawn_seconds[bot.name] = round(bot.spawn_lab(), 3)
+                        status = bot.lab_status()
+                        if status != 200:
+                            raise RuntimeError(f"its lab answers HTTP {status} to the bot")
+                    except Exception as exc:
+                        spawn_errors[bot.name] = f"{type(exc).__name__}: {exc}"
+                        click.echo(f"FAIL {bot.name}: lab: {spawn_errors[bot.name]}", err=True)
+                    else:
+                        click.echo(
+                            f"ok   {bot.name}: lab ready in {spawn_seconds[bot.name]:.1f} s",
+                            err=True,
+                        )
 
             def show(report):
                 mark = "ok  " if report.ok else "FAIL"
-                click.echo(f"{mark} {report.bot} {report.notebook} {report.status} "
-                           f"{report.seconds:.1f} s", err=True)  # fmt: skip
+                click.echo(
+                    f"{mark} {report.bot} {report.notebook} {report.status} {report.seconds:.1f} s",
+                    err=True,
+                )
                 if not report.ok and report.error:
                     where = report.error.get("index")
-                    click.echo(f"     cell {where}: {report.error.get('ename')}: "
-                               f"{report.error.get('evalue')}", err=True)  # fmt: skip
+                    click.echo(
+                        f"     cell {where}: {report.error.get('ename')}: "
+                        f"{report.error.get('evalue')}",
+                        err=True,
+                    )
 
-            reports = run_all(clients, notebooks, root, progress=show)
+            reports = run_all(clients, notebooks, root, jobs=jobs, timeout=timeout, progress=show)
         finally:
             for bot in clients:
                 if spawn:
                     bot.stop_lab()
                 bot.close()
         failed = [r for r in reports if not r.ok]
+        report = {
+            "url": url,
+            "bots": bots,
+            "jobs": jobs,
+            "wall_seconds": round(time.monotonic() - started, 3),
+            "spawn_seconds": spawn_seconds,
+            "spawn_errors": spawn_errors,
+            "notebooks": [r.__dict__ for r in reports],
+            "failed": len(failed) + len(spawn_errors),
+        }
+        if report_path:
+            report_path.parent.mkdir(parents=True, exist_ok=True)
+            report_path.write_text(json.dumps(report, indent=2, default=str))
         if as_json:
-            click.echo(json.dumps({
-                "spawn_seconds": spawn_seconds,
-                "notebooks": [r.__dict__ for r in reports],
-                "failed": len(failed),
-            }, indent=2, default=str))  # fmt: skip
+            click.echo(json.dumps(report, indent=2, default=str))
         else:
             for r in reports:
                 cells = ", ".join(f"{c['index']}:{c['seconds']}" for c in r.cells)
-                click.echo(f"{r.notebook:55} {r.status:10} kernel {r.kernel_seconds} s; "
-                           f"cells [{cells}]")  # fmt: skip
-            click.echo(f"{len(reports) - len(failed)} passed, {len(failed)} failed")
-        sys.exit(1 if failed else 0)
+                click.echo(
+                    f"{r.notebook:55} {r.status:10} kernel {r.kernel_seconds} s; cells [{cells}]"
+                )
+            click.echo(
+                f"{len(reports) - len(failed)} passed, {len(failed)} failed"
+                + (f", {len(spawn_errors)} lab(s) failed" if spawn_errors else "")
+            )
+        sys.exit(1 if report["failed"] else 0)
 
     @group("bench").command("notebooks")
     @_common

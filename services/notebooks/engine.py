@@ -98,8 +98,11 @@ class Executor:
         account = await self._accounts.ensure(username)
         return RunAs(username, token, uid=account.uid, gid=account.gid, home=account.home)
 
-    def _environment(self, run_as: RunAs, python: Path) -> dict[str, str]:
+    def _environment(
+        self, run_as: RunAs, python: Path, extra: dict[str, str] | None = None
+    ) -> dict[str, str]:
         env = {k: os.environ[k] for k in _PASS_ENV if k in os.environ}
+        env.update(extra or {})  # what labs get (gateway address, ...); identity below wins
         home = str(run_as.home) if run_as.home else os.environ.get("HOME", "/tmp")
         env.update(
             PATH=f"{python.parent}:/usr/local/bin:/usr/bin:/bin",
@@ -125,9 +128,13 @@ class Executor:
         python: Path | None = None,
         timeout: float,
         discovery: dict[str, Any] | None = None,
+        environment: dict[str, str] | None = None,
         on_event: EventHook | None = None,
     ) -> ExecutionResult:
-        """Execute *notebook* (already parameterised); never raises for notebook faults."""
+        """Execute *notebook* (already parameterised); never raises for notebook faults.
+
+        *environment* is added to the kernel's environment (the labs' service settings); the
+        run's identity (token, user, home) always comes from *run_as*."""
         python = python or Path(sys.executable)
         nb = copy.deepcopy(notebook)
         result = ExecutionResult(status="failed", notebook=nb)
@@ -156,7 +163,7 @@ class Executor:
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,
             cwd=str(cwd),
-            env=self._environment(run_as, python),
+            env=self._environment(run_as, python, environment),
             start_new_session=True,
             limit=2**28,
         )  # fmt: skip

@@ -263,6 +263,7 @@ class NotebookService:
                     python=python,
                     timeout=job.timeout,
                     discovery=self._discovery(),
+                    environment=self._lab_environment(),
                     on_event=on_event,
                 )
             await self._finish(job, result, directory)
@@ -321,6 +322,16 @@ class NotebookService:
             datasets = {}
         doc = discovery_document(self.settings.public_url, datasets=datasets)
         return doc.model_dump(mode="json")
+
+    def _lab_environment(self) -> dict[str, str]:
+        """The service settings a lab's environment carries, so notebooks run here find the
+        same services (``sciplat.get_gateway()`` needs ``DASK_GATEWAY__*``)."""
+        try:
+            from sciplat.hub.gateway import lab_environment
+        except ImportError:
+            log.warning("gateway configuration not importable; runs get no gateway", exc_info=True)
+            return {}
+        return lab_environment(self.settings)
 
     async def wait(self, job_id: str, timeout: float | None = None) -> None:
         """Wait until *job_id*'s background task ends (tests and benchmarks)."""

@@ -58,7 +58,7 @@ def test_tutorial_runs_on_a_gateway_cluster(gateway_hub) -> None:
             {
                 "hub_url": gateway_hub.hub.url,
                 "services": {"dask_gateway": {"url": gateway_hub.address}},
-                "datasets": {"dp-test": {"catalog_dir": str(catalog)}},
+                "datasets": {"dp-test": {"paths": {"parquet": str(catalog / "parquet")}}},
             }
         )
     )

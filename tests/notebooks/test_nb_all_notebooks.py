@@ -1,0 +1,149 @@
+"""Every notebook in ``notebooks/`` runs on a real platform over the tiny data preview.
+
+The platform is the one ``sciplat up`` starts (proxy, JupyterHub, the API service with the
+notebooks execution service, the dask-gateway and the portal), over a copy of the suite's
+``tiny`` data set. ``sciplat check notebooks --spawn`` logs a bot in, spawns its lab and runs
+every notebook it finds (tutorials, commissioning, templates with their default parameters) as
+that bot; any failure fails the test. The report, with per-cell timings, is kept in
+``test-artifacts/notebooks/check-notebooks.json``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import nbformat
+import pytest
+
+import sciplat.notebooks
+from sciplat.config import Settings
+from sciplat.hub.bench import ephemeral_settings
+from sciplat.hub.platform import Platform
+from sciplat.services.notebooks.bots import collect_notebooks
+
+pytestmark = pytest.mark.integration
+
+ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "notebooks"
+ROOT = Path(sciplat.notebooks.__file__).resolve().parent
+BOT = "bot-notebooks-0"
+#: Notebooks one bot runs at once (the platform below executes as many at once).
+JOBS = 3
+
+
+def _link_or_copy(src: str, dst: str) -> None:
+    """Pixels are hard-linked; databases and configuration are copied (services open them)."""
+    if src.endswith((".sqlite3", ".duckdb", ".yaml", ".json")):
+        shutil.copy2(src, dst)
+        return
+    try:
+        os.link(src, dst)
+    except OSError:  # another file system
+        shutil.copy2(src, dst)
+
+
+@pytest.fixture(scope="module")
+def platform(tiny_dataset: Path) -> Iterator[Platform]:
+    """``sciplat up`` in a throw-away data root (readable by lab accounts) over the tiny data."""
+    data_dir = Path(tempfile.mkdtemp(prefix="sciplat-nbci-", dir="/var/tmp"))
+    data_dir.chmod(0o755)
+    shutil.copytree(tiny_dataset, data_dir / "dataset", copy_function=_link_or_copy)
+    base = Settings(data_dir=data_dir, dataset="tiny", hub={"cull": {"enabled": False}})
+    base.notebooks.max_concurrent = JOBS
+    base.groups["users"].quotas.notebooks_concurrent = JOBS
+    platform = Platform(ephemeral_settings(base, data_dir), log_level="WARN")
+    try:
+        platform.start(build_data=False)
+        yield platform
+    finally:
+        platform.stop()
+        _keep_logs(platform.settings)
+        _remove_account(platform.settings, BOT)
+        shutil.rmtree(data_dir, ignore_errors=True)
+
+
+def _keep_logs(settings: Settings) -> None:
+    target = ARTIFACTS / "logs"
+    shutil.rmtree(target, ignore_errors=True)
+    target.mkdir(parents=True, exist_ok=True)
+    for log in [*settings.run_dir.glob("*.log"), *settings.run_dir.glob("labs/*.log")]:
+        shutil.copy(log, target / log.name)
+
+
+def _remove_account(settings: Settings, user: str) -> None:
+    if os.geteuid() != 0:
+        return
+    from sciplat.hub.accounts import AccountManager
+
+    asyncio.run(AccountManager(settings.homes_dir).remove(user))
+
+
+def _code_cells(path: Path) -> list[int]:
+    """Indices of the cells nbclient executes (code cells with source)."""
+    nb = nbformat.read(path, as_version=4)
+    return [i for i, c in enumerate(nb.cells) if c.cell_type == "code" and c.source.strip()]
+
+
+def test_every_notebook_runs_on_the_tiny_data_preview(platform: Platform) -> None:
+    notebooks = collect_notebooks(ROOT)
+    assert len(notebooks) >= 11, notebooks  # 6 tutorials, 3 commissioning, 2 templates at least
+    report_path = ARTIFACTS / "check-notebooks.json"
+    report_path.unlink(missing_ok=True)
+    sciplat = Path(sys.executable).parent / "sciplat"
+    env = {**os.environ, "SCIPLAT_ADMIN_TOKEN": platform.api_token()}
+    result = subprocess.run(
+        [str(sciplat), "check", "notebooks", "--url", platform.local_url, "--spawn",
+         "--jobs", str(JOBS), "--timeout", "600", "--report", str(report_path)],
+        env=env, capture_output=True, text=True, timeout=840,
+    )  # fmt: skip
+    (ARTIFACTS / "check-notebooks.log").write_text(result.stderr + result.stdout)
+    assert result.returncode == 0, result.stderr[-4000:]
+    report = json.loads(report_path.read_text())
+    assert report["failed"] == 0
+    assert report["spawn_errors"] == {}
+    assert report["spawn_seconds"][BOT] > 0
+
+    # Every notebook found on disk ran, to its last cell, each cell timed.
+    ran = {r["notebook"]: r for r in report["notebooks"]}
+    assert set(ran) == {str(p.relative_to(ROOT)) for p in notebooks}
+    for path in notebooks:
+        run = ran[str(path.relative_to(ROOT))]
+        assert run["bot"] == BOT and run["status"] == "succeeded", run
+        assert [c["index"] for c in run["cells"]] == _code_cells(path), run["notebook"]
+        assert all(c["seconds"] is not None and c["seconds"] >= 0 for c in run["cells"])
+        assert run["kernel_seconds"] > 0
+    assert "passed, 0 failed" in result.stdout
+
+    # The runs happened as the bot, and the tutorials drew their plots on the data.
+    token = _token(platform, BOT)
+    with httpx.Client(
+        base_url=f"{platform.local_url}/services/api/notebooks", timeout=60,
+        headers={"Authorization": f"Bearer {token}"},
+    ) as api:  # fmt: skip
+        for name, run in ran.items():
+            job = api.get(f"/jobs/{run['job_id']}").json()
+            assert job["owner"] == BOT and job["status"] == "succeeded", job
+            if name.startswith("tutorials/"):
+                executed = api.get(f"/jobs/{run['job_id']}/ipynb").json()
+                images = [o for c in executed["cells"] if c["cell_type"] == "code"
+                          for o in c["outputs"] if "image/png" in o.get("data", {})]  # fmt: skip
+                assert images, f"{name} drew no plot"
+
+    # The bot's lab was spawned for the check and stopped after it.
+    with platform.api() as hub:
+        assert hub.get(f"/users/{BOT}").json()["servers"] == {}
+
+
+def _token(platform: Platform, user: str) -> str:
+    with platform.api() as hub:
+        response = hub.post(f"/users/{user}/tokens", json={"note": "notebook CI test"})
+    response.raise_for_status()
+    return response.json()["token"]
