@@ -495,7 +495,10 @@ def _catalogs(root: Path, survey: Any, image_refs: list, progress: bool) -> dict
     else:
         tables = {"Visit": {}, "CcdVisit": {}}
         tables.update(_large_objects(root, survey, progress, counts))
-    tables["ObsCore"] = obscore_rows(survey, [r for r in image_refs])
+    from sciplat.pipelines.repo import open_repo
+
+    butler = open_repo(root / "butler") if image_refs else None
+    tables["ObsCore"] = obscore_rows(survey, image_refs, butler)
     for spec in tqdm(specs, desc="parquet", unit="table", disable=not progress):
         if spec.qualified in counts:
             continue

@@ -15,7 +15,7 @@ import numpy as np
 
 from sciplat.pipelines.sim.survey import BAND_EDGES_M, EXPTIME, INSTRUMENT, PIXEL_SCALE, Survey
 
-__all__ = ["ACCESS_URL_TEMPLATE", "DID_PREFIX", "obscore_rows", "publisher_did"]
+__all__ = ["ACCESS_URL_TEMPLATE", "DID_PREFIX", "file_kbytes", "obscore_rows", "publisher_did"]
 
 DID_PREFIX = "ivo://sciplat/dp?"
 #: Relative to the platform's public URL; ``{did}`` is the URL-encoded obs_publisher_did.
@@ -37,8 +37,20 @@ def _region(corners: np.ndarray) -> str:
     return "POLYGON ICRS " + " ".join(f"{ra:.7f} {dec:.7f}" for ra, dec in corners)
 
 
-def obscore_rows(survey: Survey, refs: list) -> dict[str, list]:
-    """Column -> values for *refs* (Butler DatasetRefs of raw, visit_image, bias, flat)."""
+def file_kbytes(butler, ref) -> int | None:
+    """``access_estsize``: the size in kB (rounded up) of the file the Butler holds for *ref*."""
+    try:
+        size = butler.getURI(ref).size()
+    except (FileNotFoundError, LookupError):
+        return None
+    return -(-size // 1024)
+
+
+def obscore_rows(survey: Survey, refs: list, butler=None) -> dict[str, list]:
+    """Column -> values for *refs* (Butler DatasetRefs of raw, visit_image, bias, flat).
+
+    *butler* gives the file sizes (``access_estsize``); without it they are NULL.
+    """
     rows: dict[str, list] = {}
     for ref in refs:
         kind = ref.datasetType.name
@@ -58,6 +70,7 @@ def obscore_rows(survey: Survey, refs: list) -> dict[str, list]:
             "obs_publisher_did": did,
             "access_url": ACCESS_URL_TEMPLATE.format(did=quote(did, safe="")),
             "access_format": "application/x-votable+xml;content=datalink",
+            "access_estsize": file_kbytes(butler, ref) if butler is not None else None,
             "s_ra": None,
             "s_dec": None,
             "s_fov": None,
@@ -75,6 +88,7 @@ def obscore_rows(survey: Survey, refs: list) -> dict[str, list]:
             "em_max": None,
             "em_res_power": None,
             "o_ucd": o_ucd,
+            "pol_states": None,  # not polarimetric
             "pol_xel": None,
             "instrument_name": INSTRUMENT,
             "lsst_visit": None,

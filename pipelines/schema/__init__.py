@@ -199,7 +199,7 @@ OBSCORE_EXTRA = [
         "datatype": "char",
         "length": 36,
         "ivoa:ucd": "meta.id",
-        "tap:column_index": 300,
+        "tap:column_index": 400,
         "tap:principal": 0,
     },
     {
@@ -208,7 +208,7 @@ OBSCORE_EXTRA = [
         "datatype": "string",
         "length": 64,
         "ivoa:ucd": "meta.code",
-        "tap:column_index": 310,
+        "tap:column_index": 410,
         "tap:principal": 0,
     },
     {
@@ -217,17 +217,63 @@ OBSCORE_EXTRA = [
         "datatype": "string",
         "length": 128,
         "ivoa:ucd": "meta.id",
-        "tap:column_index": 320,
+        "tap:column_index": 420,
         "tap:principal": 0,
     },
 ]
 
 
+#: ``tap:column_index`` of the ObsCore 1.1 columns lsst-sdm-schemas leaves out.
+_OBSCORE_ADDED_INDEX = {"access_estsize": 255, "pol_states": 325}
+
+
+def _obscore_standard(columns: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """*columns* made to agree with ObsCore 1.1 (utypes with the ``obscore:`` prefix, UCDs,
+    units, datatypes), plus the standard's columns that are missing."""
+    from sciplat.pipelines.obscore_model import OBSCORE_COLUMNS, obscore_column
+
+    out = []
+    for column in columns:
+        standard = obscore_column(column["name"])
+        if standard is not None:
+            column = {**column, "votable:utype": standard.full_utype, "ivoa:ucd": standard.ucd}
+            if standard.datatype != "string":
+                column["datatype"] = standard.datatype
+                column.pop("length", None)
+            if standard.unit:
+                column["ivoa:unit"] = standard.unit
+            else:
+                column.pop("ivoa:unit", None)
+        out.append(column)
+    present = {c["name"] for c in out}
+    for standard in OBSCORE_COLUMNS:
+        if standard.name in present or not standard.mandatory:
+            continue
+        column = {
+            "name": standard.name,
+            "description": standard.description,
+            "votable:utype": standard.full_utype,
+            "datatype": standard.datatype,
+            "ivoa:ucd": standard.ucd,
+            "tap:column_index": _OBSCORE_ADDED_INDEX.get(standard.name, 500),
+            "tap:principal": 0,
+            "tap:std": 1,
+        }
+        if standard.length:
+            column["length"] = standard.length
+        if standard.unit:
+            column["ivoa:unit"] = standard.unit
+        out.append(column)
+    return out
+
+
 def generate_obscore_schema() -> dict[str, Any]:
-    """lsst-sdm-schemas' ``ivoa.ObsCore`` (ObsCore 1.1) plus :data:`OBSCORE_EXTRA`."""
+    """lsst-sdm-schemas' ``ivoa.ObsCore`` made to agree with ObsCore 1.1, plus
+    :data:`OBSCORE_EXTRA`."""
     schema = _sdm("ivoa_obscore.yaml")
     table = schema["tables"][0]
-    table["columns"] = [_clean_column(c) for c in table["columns"]] + copy.deepcopy(OBSCORE_EXTRA)
+    standard = _obscore_standard([_clean_column(c) for c in table["columns"]])
+    table["columns"] = standard + copy.deepcopy(OBSCORE_EXTRA)
     schema["description"] = (
         "ObsCore 1.1 in its ObsTAP realisation (lsst-sdm-schemas ivoa_obscore.yaml) with the "
         "Butler dataset of each row."

@@ -15,6 +15,7 @@ from typing import Any
 
 import lsst.sphgeom as sg
 
+from sciplat.pipelines.obscore_model import OBSCORE_COLUMNS, obscore_column
 from sciplat.services.images.butler import DataUnavailableError
 from sciplat.services.images.catalogdb import connect_catalog
 from sciplat.services.images.regions import parse_s_region
@@ -24,85 +25,8 @@ __all__ = ["OBSCORE_FIELDS", "ObsCoreRow", "ObsCoreStore", "obscore_field"]
 
 log = logging.getLogger(__name__)
 
-# name: (datatype, ucd, utype suffix, unit)
-_STANDARD: dict[str, tuple[str, str, str, str | None]] = {
-    "dataproduct_type": ("char", "meta.id", "ObsDataset.dataProductType", None),
-    "dataproduct_subtype": ("char", "meta.id", "ObsDataset.dataProductSubtype", None),
-    "calib_level": ("short", "meta.code;obs.calib", "ObsDataset.calibLevel", None),
-    "obs_collection": ("char", "meta.id", "DataID.Collection", None),
-    "obs_id": ("char", "meta.id", "DataID.observationID", None),
-    "obs_title": ("char", "meta.title;obs", "DataID.Title", None),
-    "obs_publisher_did": ("char", "meta.ref.ivoid", "Curation.PublisherDID", None),
-    "obs_creator_did": ("char", "meta.id", "DataID.CreatorDID", None),
-    "access_url": ("char", "meta.ref.url", "Access.Reference", None),
-    "access_format": ("char", "meta.code.mime", "Access.Format", None),
-    "access_estsize": ("long", "phys.size;meta.file", "Access.Size", "kbyte"),
-    "target_name": ("char", "meta.id;src", "Target.Name", None),
-    "s_ra": (
-        "double",
-        "pos.eq.ra",
-        "Char.SpatialAxis.Coverage.Location.Coord.Position2D.Value2.C1",
-        "deg",
-    ),
-    "s_dec": (
-        "double",
-        "pos.eq.dec",
-        "Char.SpatialAxis.Coverage.Location.Coord.Position2D.Value2.C2",
-        "deg",
-    ),
-    "s_fov": (
-        "double",
-        "phys.angSize;instr.fov",
-        "Char.SpatialAxis.Coverage.Bounds.Extent.diameter",
-        "deg",
-    ),
-    "s_region": ("char", "pos.outline;obs.field", "Char.SpatialAxis.Coverage.Support.Area", None),
-    "s_resolution": (
-        "double",
-        "pos.angResolution",
-        "Char.SpatialAxis.Resolution.Refval.value",
-        "arcsec",
-    ),
-    "s_xel1": ("long", "meta.number", "Char.SpatialAxis.numBins1", None),
-    "s_xel2": ("long", "meta.number", "Char.SpatialAxis.numBins2", None),
-    "t_min": (
-        "double",
-        "time.start;obs.exposure",
-        "Char.TimeAxis.Coverage.Bounds.Limits.StartTime",
-        "d",
-    ),
-    "t_max": (
-        "double",
-        "time.end;obs.exposure",
-        "Char.TimeAxis.Coverage.Bounds.Limits.StopTime",
-        "d",
-    ),
-    "t_exptime": (
-        "double",
-        "time.duration;obs.exposure",
-        "Char.TimeAxis.Coverage.Support.Extent",
-        "s",
-    ),
-    "t_resolution": ("double", "time.resolution", "Char.TimeAxis.Resolution.Refval.value", "s"),
-    "t_xel": ("long", "meta.number", "Char.TimeAxis.numBins", None),
-    "em_min": ("double", "em.wl;stat.min", "Char.SpectralAxis.Coverage.Bounds.Limits.LoLimit", "m"),
-    "em_max": ("double", "em.wl;stat.max", "Char.SpectralAxis.Coverage.Bounds.Limits.HiLimit", "m"),
-    "em_res_power": (
-        "double",
-        "spect.resolution",
-        "Char.SpectralAxis.Resolution.ResolPower.refVal",
-        None,
-    ),
-    "em_xel": ("long", "meta.number", "Char.SpectralAxis.numBins", None),
-    "em_ucd": ("char", "meta.ucd", "Char.SpectralAxis.ucd", None),
-    "o_ucd": ("char", "meta.ucd", "Char.ObservableAxis.ucd", None),
-    "pol_states": ("char", "meta.code;phys.polarization", "Char.PolarizationAxis.stateList", None),
-    "pol_xel": ("long", "meta.number", "Char.PolarizationAxis.numBins", None),
-    "facility_name": ("char", "meta.id;instr.tel", "Provenance.ObsConfig.Facility.name", None),
-    "instrument_name": ("char", "meta.id;instr", "Provenance.ObsConfig.Instrument.name", None),
-}
 #: The ObsCore 1.1 columns, in the standard's order.
-OBSCORE_FIELDS = list(_STANDARD)
+OBSCORE_FIELDS = [c.name for c in OBSCORE_COLUMNS]
 
 _DUCKDB_TYPES = {
     "DOUBLE": "double",
@@ -121,9 +45,15 @@ _DUCKDB_TYPES = {
 
 def obscore_field(name: str, duckdb_type: str = "VARCHAR") -> Field:
     """FIELD metadata of an ObsCore column (standard UCDs/utypes; others from their type)."""
-    if name in _STANDARD:
-        datatype, ucd, utype, unit = _STANDARD[name]
-        return Field(name, datatype, ucd=ucd, utype=f"obscore:{utype}", unit=unit)
+    standard = obscore_column(name)
+    if standard is not None:
+        return Field(
+            name,
+            standard.votable_datatype,
+            ucd=standard.ucd,
+            utype=standard.full_utype,
+            unit=standard.unit,
+        )
     return Field(name, _DUCKDB_TYPES.get(duckdb_type.upper(), "char"))
 
 

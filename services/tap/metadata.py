@@ -19,7 +19,14 @@ from sciplat.services.tap.schema import ColumnMeta, TableMeta, TapSchema
 from sciplat.services.tap.upload import MAX_UPLOAD_BYTES
 from sciplat.services.tap.votable.formats import FORMATS
 
-__all__ = ["capabilities_document", "examples", "examples_document", "table_xml", "tables_document"]
+__all__ = [
+    "capabilities_document",
+    "data_models",
+    "examples",
+    "examples_document",
+    "table_xml",
+    "tables_document",
+]
 
 _TR = "ivo://ivoa.net/std/TAPRegExt#"
 _FEATURES = {
@@ -67,10 +74,33 @@ def _output_formats() -> str:
     return "".join(parts)
 
 
-def capabilities_document(base_url: str, settings: Settings, retention: int) -> str:
+#: Data models a table realises (TAPRegExt ``dataModel``): qualified table -> (ivo-id, name).
+_DATA_MODELS = {
+    "ivoa.obscore": ("ivo://ivoa.net/std/ObsCore#core-1.1", "ObsCore-1.1"),
+}
+
+
+def data_models(schema: TapSchema | None) -> list[tuple[str, str]]:
+    """The (ivo-id, name) of each data model whose table the catalog publishes."""
+    if schema is None:
+        return []
+    return [model for table, model in _DATA_MODELS.items() if schema.table(table) is not None]
+
+
+def capabilities_document(
+    base_url: str,
+    settings: Settings,
+    retention: int,
+    *,
+    models: list[tuple[str, str]] = (),
+) -> str:
     config = settings.catalog
+    declared = "".join(
+        f"    <dataModel ivo-id={quoteattr(ivo_id)}>{escape(name)}</dataModel>\n"
+        for ivo_id, name in models
+    )
     tap_extra = (
-        f"{_language()}{_output_formats()}"
+        f"{declared}{_language()}{_output_formats()}"
         f'    <uploadMethod ivo-id="{_TR}upload-inline"/>\n'
         f'    <uploadMethod ivo-id="{_TR}upload-http"/>\n'
         f"    <retentionPeriod><default>{retention}</default><hard>{retention}</hard>"

@@ -125,7 +125,8 @@ def conform(column: pa.Array | pa.ChunkedArray, field: VOField) -> pa.Array:
         return column
     if pa.types.is_timestamp(column.type) or pa.types.is_date(column.type):
         if pa.types.is_timestamp(column.type):
-            return pc.strftime(column, format="%Y-%m-%dT%H:%M:%S.%f")
+            # Arrow's %S already carries the fraction of a second (no %f; it would be literal).
+            return pc.strftime(column, format="%Y-%m-%dT%H:%M:%S")
         return pc.strftime(column, format="%Y-%m-%d")
     if pa.types.is_large_string(column.type) and target == pa.string():
         return column.cast(pa.string())
