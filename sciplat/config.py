@@ -264,6 +264,24 @@ class CatalogConfig(_Model):
     query_timeout: int = Field(600, ge=1, description="Seconds before a query is cancelled.")
 
 
+class JobsConfig(_Model):
+    """The UWS job store of the API service (TAP and SODA async jobs)."""
+
+    url: str = Field(
+        "",
+        description="postgresql://... of a role that may create tables: jobs are kept in "
+        "PostgreSQL, shared by every API replica. Empty: PostgreSQL at catalog.url when the "
+        "catalog backend is postgres and that role may create tables, else SQLite files under "
+        "the services' state directory.",
+    )
+    heartbeat: float = Field(
+        10.0,
+        gt=0,
+        description="Seconds between a service process's heartbeats; a job whose process has "
+        "missed three ends in ERROR (the process died while running it).",
+    )
+
+
 class MyDBConfig(_Model):
     """User tables (MyDB): per-user ``user_<name>`` and per-group ``group_<name>`` schemas."""
 
@@ -369,6 +387,7 @@ class Settings(_Model):
     gateway: GatewayConfig = Field(default_factory=GatewayConfig)
     notebooks: NotebooksConfig = Field(default_factory=NotebooksConfig)
     mydb: MyDBConfig = Field(default_factory=MyDBConfig)
+    jobs: JobsConfig = Field(default_factory=JobsConfig)
 
     @model_validator(mode="after")
     def _consistent(self) -> Settings:

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 from sciplat.config import Settings
 from sciplat.services.common.uws.service import UWSService
-from sciplat.services.common.uws.store import JobStore
+from sciplat.services.common.uws.store import open_job_store
 from sciplat.services.plugin import AppContext, ServicePlugin
 from sciplat.services.tap.handlers import TapState, build_router
 from sciplat.services.tap.history import QueryHistory
@@ -49,7 +50,7 @@ async def startup(context: AppContext) -> None:
     history = QueryHistory(state_dir / "history.sqlite3")
     quota = QueryQuota(settings)
     service = TapService(catalog, settings, history=history, quota=quota, public_url=base_url)
-    store = JobStore(state_dir / "jobs.sqlite3", service="tap")
+    store = await asyncio.to_thread(open_job_store, settings, state_dir, "tap")
     jobs = UWSService(
         store,
         runner=service.run_job,
@@ -58,6 +59,7 @@ async def startup(context: AppContext) -> None:
         max_duration=settings.catalog.query_timeout,
         retention=RETENTION,
         admission=lambda job: quota.slot(job.owner, service.job_groups.get(job.id, ())),
+        heartbeat=settings.jobs.heartbeat,
     )
     await jobs.startup()
     context.state["tap"] = TapState(service, jobs)

@@ -27,22 +27,43 @@ def tap_schema(sample_catalog: DuckDBCatalog):
 
 
 @pytest.fixture(scope="session")
-def postgres_catalog(tmp_path_factory: pytest.TempPathFactory, sample_catalog: DuckDBCatalog):
-    """The same sample catalog in a private PostgreSQL 15 + pgSphere + q3c cluster."""
-    from sciplat.services.tap.pgcluster import load_catalog, start_postgres
-    from sciplat.services.tap.storage.postgres import PostgresCatalog
+def pg_cluster():
+    """A private PostgreSQL 15 + pgSphere + q3c cluster for the session."""
+    from sciplat.services.tap.pgcluster import start_postgres
 
     # Not under pytest's private basetemp: the postgres user must be able to enter it.
     cluster = start_postgres(Path(tempfile.mkdtemp(prefix="sciplat-pg-")))
-    try:
-        load_catalog(
-            cluster,
-            sample_catalog._cursor(),
-            q3c={"dp1.object": ("coord_ra", "coord_dec"), "dp1.source": ("ra", "dec")},
-        )
-        yield PostgresCatalog(cluster.reader_url)
-    finally:
-        cluster.stop()
+    yield cluster
+    cluster.stop()
+
+
+@pytest.fixture(scope="session")
+def postgres_catalog(pg_cluster, sample_catalog: DuckDBCatalog):
+    """The same sample catalog in the PostgreSQL cluster."""
+    from sciplat.services.tap.pgcluster import load_catalog
+    from sciplat.services.tap.storage.postgres import PostgresCatalog
+
+    load_catalog(
+        pg_cluster,
+        sample_catalog._cursor(),
+        q3c={"dp1.object": ("coord_ra", "coord_dec"), "dp1.source": ("ra", "dec")},
+    )
+    return PostgresCatalog(pg_cluster.reader_url)
+
+
+@pytest.fixture
+def pg_database(pg_cluster):
+    """Makes a new empty database in the cluster; ``pg_database(name)`` returns its superuser
+    URL."""
+    import psycopg
+
+    def make(name: str) -> str:
+        with psycopg.connect(pg_cluster.admin_url, autocommit=True) as con:
+            con.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            con.execute(f'CREATE DATABASE "{name}"')
+        return pg_cluster.admin_url.rsplit("/", 1)[0] + f"/{name}"
+
+    return make
 
 
 @pytest.fixture(scope="session", params=["duckdb", "postgres"])

@@ -4,6 +4,7 @@ execution-duration limits, expiry; and the per-user query quota."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from pathlib import Path
 
@@ -15,43 +16,137 @@ from sciplat.config import GroupConfig, QuotaConfig, Settings
 from sciplat.services.common.errors import QuotaExceededError, UsageError
 from sciplat.services.common.uws.models import Job, JobResult, Phase
 from sciplat.services.common.uws.service import CancelToken, UWSService
-from sciplat.services.common.uws.store import JobStore
+from sciplat.services.common.uws.store import JobStore, PostgresJobStore, open_job_store
 from sciplat.services.tap.quota import QueryQuota
 
 
-def make_service(tmp_path: Path, runner=None, **kwargs) -> UWSService:
-    async def default(job: Job, directory: Path, token: CancelToken) -> list[JobResult]:
-        (directory / "result").write_text(job.parameter("query") or "")
-        return [JobResult("result", "http://x/result", "text/plain", 1)]
-
-    store = JobStore(tmp_path / "jobs.sqlite3", service="test")
-    return UWSService(store, runner=runner or default, results_dir=tmp_path / "results", **kwargs)
+async def _default_runner(job: Job, directory: Path, token: CancelToken) -> list[JobResult]:
+    (directory / "result").write_text(job.parameter("query") or "")
+    return [JobResult("result", "http://x/result", "text/plain", 1)]
 
 
-async def test_jobs_survive_restart_and_crash_recovery(tmp_path: Path) -> None:
-    service = make_service(tmp_path)
+def make_service(tmp_path: Path, runner=None, store=None, **kwargs) -> UWSService:
+    store = store or JobStore(tmp_path / "jobs.sqlite3", service="test")
+    return UWSService(
+        store, runner=runner or _default_runner, results_dir=tmp_path / "results", **kwargs
+    )
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def new_store(request, tmp_path: Path):
+    """Opens the job store as a (re)started service process would: SQLite file or a
+    PostgreSQL database of the test cluster."""
+    if request.param == "sqlite":
+        return lambda: JobStore(tmp_path / "jobs.sqlite3", service="test")
+    url = request.getfixturevalue("pg_database")("uws_store")
+    return lambda: PostgresJobStore(url, service="test")
+
+
+async def _crash_setup(tmp_path: Path, store) -> tuple[UWSService, Job, Job]:
+    """A service with one COMPLETED job (with a result file) and one it was EXECUTING."""
+    release = asyncio.Event()
+
+    async def runner(job: Job, directory: Path, token: CancelToken) -> list[JobResult]:
+        if job.parameter("query") == "slow":
+            await release.wait()
+        return await _default_runner(job, directory, token)
+
+    service = make_service(tmp_path, runner=runner, store=store, heartbeat=0.2)
     await service.startup()
     done = service.create(service.new_id(), "alice", [("query", "q1")], "run-1")
     await service.run(done)
     done = await service.wait(service.get("alice", done.id), 5)
     done = await service.wait(done, 5)
     assert done.phase == Phase.COMPLETED
-    running = service.create(service.new_id(), "alice", [("query", "q2")], None)
-    running.phase = Phase.EXECUTING  # as if the process died mid-query
-    service.store.save(running)
-    await service.shutdown()
+    running = service.create(service.new_id(), "alice", [("query", "slow")], None)
+    await service.run(running)
+    running = await service.wait(service.get("alice", running.id), 5, Phase.QUEUED)
+    assert running.phase == Phase.EXECUTING
+    return service, done, running
+
+
+async def _crash(service: UWSService) -> None:
+    """The process dies: its tasks stop without saving anything, its heartbeat stops."""
+    service._reaper.cancel()
+    for task, _ in list(service._tasks.values()):
+        task.cancel()
+    for task, _ in list(service._tasks.values()):
+        with contextlib.suppress(BaseException):
+            await task
     service.store.close()
 
-    restarted = make_service(tmp_path)
+
+async def test_jobs_survive_restart_and_crash_recovery(tmp_path: Path, new_store) -> None:
+    """Jobs and results survive a restart; a job EXECUTING when the process died ends in ERROR
+    with a reason, on both stores."""
+    service, done, running = await _crash_setup(tmp_path, new_store())
+    # What the crash leaves behind: the job still EXECUTING in the store.
+    service._save = lambda job: None  # a dead process saves nothing
+    await _crash(service)
+    assert new_store().get(running.id).phase == Phase.EXECUTING
+
+    restarted = make_service(tmp_path, store=new_store(), heartbeat=0.2)
     await restarted.startup()
-    assert restarted.get("alice", done.id).phase == Phase.COMPLETED
-    assert restarted.get("alice", done.id).results[0].id == "result"
+    deadline = time.monotonic() + 10
+    while restarted.get("alice", running.id).phase == Phase.EXECUTING:
+        assert time.monotonic() < deadline, "the crashed job was never recovered"
+        await asyncio.sleep(0.1)  # shared store: recovered once the dead heartbeat is stale
     crashed = restarted.get("alice", running.id)
     assert crashed.phase == Phase.ERROR and "restarted" in crashed.error
     assert [j.id for j in restarted.list("alice", phases=[Phase.ERROR])] == [running.id]
+    again = restarted.get("alice", done.id)
+    assert again.phase == Phase.COMPLETED and again.results[0].id == "result"
+    assert (restarted.job_dir(done.id) / "result").read_text() == "q1"
     with pytest.raises(Exception, match="No job"):
         restarted.get("bob", done.id)
     await restarted.shutdown()
+
+
+async def test_shared_store_spares_live_replicas(tmp_path: Path, pg_database) -> None:
+    """Two replicas on one PostgreSQL store: a replica starting up (or beating) never ends a
+    job the other, live, replica is running; the running job completes normally."""
+    url = pg_database("uws_replicas")
+    first, _, running = await _crash_setup(tmp_path, PostgresJobStore(url, service="test"))
+    second = make_service(
+        tmp_path / "b", store=PostgresJobStore(url, service="test"), heartbeat=0.2
+    )
+    await second.startup()
+    await asyncio.sleep(1.0)  # several heartbeats of both
+    assert second.beat() == 0
+    assert second.get("alice", running.id).phase == Phase.EXECUTING
+    # The first replica dies: the second ends its job within a few heartbeats.
+    first._save = lambda job: None
+    await _crash(first)
+    deadline = time.monotonic() + 10
+    while second.get("alice", running.id).phase == Phase.EXECUTING:
+        assert time.monotonic() < deadline, "the dead replica's job was never recovered"
+        await asyncio.sleep(0.1)
+    assert second.get("alice", running.id).phase == Phase.ERROR
+    await second.shutdown()
+
+
+def test_job_store_selection(tmp_path: Path, pg_database) -> None:
+    """jobs.url selects PostgreSQL; a postgres catalog whose role cannot create tables falls
+    back to SQLite (with a warning); the embedded default is SQLite."""
+    import psycopg
+
+    from sciplat.config import CatalogConfig, JobsConfig
+
+    url = pg_database("uws_select")
+    chosen = open_job_store(Settings(jobs=JobsConfig(url=url)), tmp_path, "tap")
+    assert isinstance(chosen, PostgresJobStore)
+    chosen.close()
+    embedded = open_job_store(Settings(), tmp_path, "tap")
+    assert type(embedded) is JobStore and (tmp_path / "jobs.sqlite3").exists()
+    embedded.close()
+    with psycopg.connect(url, autocommit=True) as con:
+        con.execute("DROP ROLE IF EXISTS uws_reader")
+        con.execute("CREATE ROLE uws_reader LOGIN PASSWORD 'r'")
+    reader_url = url.replace("postgres@", "uws_reader:r@")
+    catalog = CatalogConfig(backend="postgres", url=reader_url)
+    fallback = open_job_store(Settings(catalog=catalog), tmp_path / "fb", "tap")
+    assert type(fallback) is JobStore
+    fallback.close()
 
 
 async def test_abort_timeout_and_expiry(tmp_path: Path) -> None:

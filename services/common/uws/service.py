@@ -75,6 +75,7 @@ class UWSService:
         retention: int = 7 * 86400,
         max_wait: int = 60,
         admission: Admission = _always,
+        heartbeat: float = 10.0,
     ) -> None:
         self.store = store
         self.runner = runner
@@ -84,13 +85,17 @@ class UWSService:
         self.retention = retention
         self.max_wait = max_wait
         self.admission = admission
+        self.heartbeat = heartbeat
         self._changed: dict[str, asyncio.Event] = {}
         self._tasks: dict[str, tuple[asyncio.Task, CancelToken]] = {}
         self._reaper: asyncio.Task | None = None
 
     # life cycle -----------------------------------------------------------------------------
     async def startup(self) -> None:
-        recovered = self.store.recover(time.time())
+        now = time.time()
+        self.store.heartbeat(now)
+        alive_after = None if self.store.exclusive else now - 3 * self.heartbeat
+        recovered = self.store.recover(now, alive_after)
         if recovered:
             log.warning("%d job(s) were running at the last shutdown; marked ERROR", recovered)
         self._reaper = asyncio.create_task(self._reap_forever())
@@ -104,6 +109,7 @@ class UWSService:
         for task, _ in list(self._tasks.values()):
             with contextlib.suppress(BaseException):
                 await task
+        self.store.forget_worker()
 
     def job_dir(self, job_id: str) -> Path:
         return self.results_dir / job_id
@@ -224,8 +230,9 @@ class UWSService:
             if remaining <= 0:
                 return job
             event = self._changed.setdefault(job.id, asyncio.Event())
+            # Changes made by another replica sharing the store are seen by polling it.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(event.wait(), remaining)
+                await asyncio.wait_for(event.wait(), min(remaining, 1.0))
             fresh = self.store.get(job.id)
             if fresh is None:
                 return job
@@ -269,10 +276,24 @@ class UWSService:
             await self.delete(job)
         return len(expired)
 
+    def beat(self) -> int:
+        """Heartbeat, and end the jobs of service processes that died (shared stores: another
+        replica's crash); returns how many jobs were ended."""
+        now = time.time()
+        self.store.heartbeat(now)
+        recovered = self.store.recover(now, now - 3 * self.heartbeat)
+        if recovered:
+            log.warning("%d job(s) of a stopped service process marked ERROR", recovered)
+        return recovered
+
     async def _reap_forever(self) -> None:
+        last_reap = time.monotonic()
         while True:
-            await asyncio.sleep(60)
+            await asyncio.sleep(self.heartbeat)
             try:
-                await self.reap()
+                await asyncio.to_thread(self.beat)
+                if time.monotonic() - last_reap >= 60:
+                    last_reap = time.monotonic()
+                    await self.reap()
             except Exception:
-                log.exception("reaping expired jobs failed")
+                log.exception("job store upkeep failed")
