@@ -99,6 +99,46 @@ if [ ! -f "$prefix/node/node_modules/aladin-lite/dist/aladin.js" ]; then
 fi
 chmod -R a+rX "$prefix/node"
 
+# 5. The JupyterLab extension @sciplat/lab, built here and installed prebuilt into the venv (labs
+#    never build at start), plus its server extension's enable file. Rebuilt only when its
+#    sources, lock file or the venv's JupyterLab change. `test` also needs its node_modules
+#    (the TypeScript unit tests run from them).
+build_labext() {
+  local src="$here/lab-extensions/sciplat-lab" mode=$1
+  local dest="$venv/share/jupyter/labextensions/@sciplat/lab"
+  local core="$venv/share/jupyter/lab/static/package.json"
+  local stamp="$venv/.sciplat-labext" lock want
+  lock=$(sha256sum "$src/package-lock.json" | cut -c1-16)
+  want=$( (cd "$src" && cat package.json package-lock.json tsconfig.json src/*.ts style/*; cat "$core") | sha256sum | cut -c1-16)
+  local build=0
+  [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ] && [ -f "$dest/package.json" ] || build=1
+  if { ((build)) || [ "$mode" = test ]; } && [ "$(cat "$src/node_modules/.sciplat-lock" 2>/dev/null)" != "$lock" ]; then
+    # `npm install` from the committed lock file (versions pinned), not `npm ci`: the registry
+    # here serves no other platforms' optional binaries, so the lock lacks them and `npm ci`
+    # refuses it; `npm install` leaves the lock file as it is.
+    log "npm install (JupyterLab extension tool chain, from package-lock.json)"
+    (cd "$src" && npm install --no-audit --no-fund --prefer-offline --loglevel=error) >/dev/null
+    echo "$lock" > "$src/node_modules/.sciplat-lock"
+  fi
+  if ((build)); then
+    log "building the JupyterLab extension @sciplat/lab"
+    (cd "$src" && rm -rf lib labextension tsconfig.tsbuildinfo && node_modules/.bin/tsc -p tsconfig.json \
+      && "$venv/bin/jupyter-builder" build --core-package-file "$core" . >/dev/null)
+    mkdir -p "$(dirname "$dest")"
+    rm -rf "$dest.tmp" && cp -r "$src/labextension" "$dest.tmp" && rm -rf "$dest" && mv "$dest.tmp" "$dest"
+    chmod -R a+rX "$dest"
+    echo "$want" > "$stamp"
+  fi
+  local conf="$here/lab-extensions/jupyter-config/jupyter_server_config.d/sciplat_lab.json"
+  if [ -f "$conf" ]; then
+    mkdir -p "$venv/etc/jupyter/jupyter_server_config.d"
+    cp "$conf" "$venv/etc/jupyter/jupyter_server_config.d/" && chmod -R a+rX "$venv/etc/jupyter"
+  fi
+}
+if [ "${1:-}" = up ] || [ "${1:-}" = test ] || [ -z "${1:-}" ]; then
+  build_labext "${1:-}"
+fi
+
 export PATH="$venv/bin:$prefix/node/node_modules/.bin:$PATH"
 export SCIPLAT_PREFIX="$prefix"
 

@@ -11,4 +11,6 @@ dupes=$(find tests -name 'test_*.py' -printf '%f\n' | sort | uniq -d)
 if [ -n "$dupes" ]; then echo "duplicate test file names (rename one of each): $dupes" >&2; exit 1; fi
 ruff check .
 ruff format --check . || { echo "ruff format: run 'ruff format .'" >&2; exit 1; }
+# TypeScript unit tests of the JupyterLab extension (setup.sh installed its node_modules).
+npm test --silent --prefix lab-extensions/sciplat-lab
 exec python -m pytest -p no:cacheprovider --timeout=900 "$@"

@@ -1,0 +1,74 @@
+/**
+ * Status bar text: image, size and memory use.
+ */
+import type { LabStatus } from './types';
+
+const GIB = 1024 ** 3;
+
+/** Bytes as GiB with one decimal (`1288490188` -> `"1.2"`); `"?"` when unknown. */
+export function gib(bytes: number | null | undefined): string {
+  if (typeof bytes !== 'number' || !Number.isFinite(bytes) || bytes < 0) {
+    return '?';
+  }
+  return (bytes / GIB).toFixed(1);
+}
+
+/** `Mem 1.2/4.0 GiB`, or `Mem 1.2 GiB` when there is no limit. */
+export function memoryText(used: number | null, limit: number | null): string {
+  if (typeof limit === 'number' && limit > 0) {
+    return `Mem ${gib(used)}/${gib(limit)} GiB`;
+  }
+  return `Mem ${gib(used)} GiB`;
+}
+
+/** The memory limit in force: the measured one, else the size's. */
+function effectiveLimit(status: LabStatus): number | null {
+  return status.memory.limit_bytes ?? status.size.memory_limit_bytes ?? null;
+}
+
+/** `<image display> · <size name> · Mem 1.2/4.0 GiB`. */
+export function statusText(status: LabStatus): string {
+  const image = status.image.display || `${status.image.name}:${status.image.tag}`;
+  const parts = [image];
+  if (status.size.name) {
+    parts.push(status.size.name);
+  }
+  parts.push(memoryText(status.memory.used_bytes, effectiveLimit(status)));
+  return parts.join(' · ');
+}
+
+/** Fraction of the limit in use (0..1+), or null without a limit. */
+export function memoryFraction(status: LabStatus): number | null {
+  const limit = effectiveLimit(status);
+  const used = status.memory.used_bytes;
+  if (typeof limit !== 'number' || limit <= 0 || typeof used !== 'number') {
+    return null;
+  }
+  return used / limit;
+}
+
+/** The multi-line tooltip with the details. */
+export function statusTooltip(status: LabStatus): string {
+  const lines = [
+    `Image: ${status.image.name}:${status.image.tag}` +
+      (status.image.display ? ` (${status.image.display})` : ''),
+    `Size: ${status.size.name || 'unknown'}` +
+      (status.size.cpu != null ? `, ${status.size.cpu} CPU` : '') +
+      (status.size.memory_limit_bytes != null
+        ? `, ${gib(status.size.memory_limit_bytes)} GiB memory`
+        : '')
+  ];
+  const limit = effectiveLimit(status);
+  let mem = `Memory: ${gib(status.memory.used_bytes)} GiB used`;
+  if (typeof limit === 'number' && limit > 0) {
+    const frac = memoryFraction(status);
+    mem += ` of ${gib(limit)} GiB` + (frac !== null ? ` (${Math.round(frac * 100)}%)` : '');
+  } else {
+    mem += ', no limit';
+  }
+  lines.push(mem);
+  return lines.join('\n');
+}
+
+/** The text shown when the status cannot be read. */
+export const STATUS_UNAVAILABLE = 'sciplat: status unavailable';
