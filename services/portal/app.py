@@ -27,7 +27,7 @@ from sciplat.services.portal.images import ImageStore
 from sciplat.services.portal.results import ResultCache
 from sciplat.services.portal.service import PortalService
 
-__all__ = ["PortalContext", "aladin_path", "create_app"]
+__all__ = ["PortalContext", "aladin_path", "create_app", "image_surveys"]
 
 log = logging.getLogger("sciplat.services.portal")
 
@@ -77,11 +77,23 @@ class PortalContext:
         )
         if response.status_code != 200:
             return []
-        return [
-            line.split("=", 1)[1].strip().rstrip("/").rsplit("/", 1)[-1]
-            for line in response.text.splitlines()
-            if line.startswith("hips_service_url")
-        ]
+        return image_surveys(response.text)
+
+
+def image_surveys(hips_list: str) -> list[str]:
+    """Names of the image surveys in a HiPS list (catalogue HiPS are not for Aladin's base
+    layer). Each survey's ``key = value`` lines end with its ``hips_service_url``."""
+    names, props = [], {}
+    for line in hips_list.splitlines():
+        key, sep, value = line.partition("=")
+        if not sep or line.lstrip().startswith("#"):
+            continue
+        props[key.strip()] = value.strip()
+        if key.strip() == "hips_service_url":
+            if props.get("dataproduct_type", "image") == "image":
+                names.append(value.strip().rstrip("/").rsplit("/", 1)[-1])
+            props = {}
+    return names
 
 
 def create_app(

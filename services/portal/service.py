@@ -18,7 +18,7 @@ from sciplat.services.common.errors import UsageError
 from sciplat.services.portal import plots
 from sciplat.services.portal.images import ImageInfo, ImageStore
 from sciplat.services.portal.results import Filter, ResultCache, ResultInfo, to_parquet
-from sciplat.services.portal.tapclient import JobStatus, TapClient
+from sciplat.services.portal.tapclient import JobStatus, TapClient, dali_error
 from sciplat.services.portal.workspace import WorkspaceClient, clean_path
 
 __all__ = ["PortalService"]
@@ -205,7 +205,7 @@ class PortalService:
     ) -> ResultInfo:
         params: list[tuple[str, str]] = [("POS", f"CIRCLE {ra} {dec} {radius}")]
         if band:
-            params.append(("BAND", band))
+            params.append(("BAND", _band(band)))
         if time_range:
             params.append(("TIME", f"{time_range[0]} {time_range[1]}"))
         response = await self.http.get(
@@ -214,7 +214,7 @@ class PortalService:
             headers={"Authorization": f"Bearer {user.token}"},
         )
         if response.status_code != 200:
-            raise UsageError(f"The image search failed: {response.text[:300]}")
+            raise UsageError(f"The image search failed: {dali_error(response)}")
         path = self._tmp(".xml")
         path.write_bytes(response.content)
         return self.table_from_file(user, path, f"Images at {ra:.4f} {dec:+.4f}")
@@ -280,6 +280,34 @@ class PortalService:
             "path": f"~/{rel}",
             "lab_url": f"{self.hub_url}/user/{quote(user.name)}/lab/tree/{rel}",
         }
+
+
+#: Rubin filters' wavelength ranges (m), so an image search may name a band.
+BANDS = {
+    "u": (3.2e-7, 4.0e-7),
+    "g": (4.0e-7, 5.52e-7),
+    "r": (5.52e-7, 6.91e-7),
+    "i": (6.91e-7, 8.18e-7),
+    "z": (8.18e-7, 9.22e-7),
+    "y": (9.22e-7, 1.06e-6),
+}
+
+
+def _band(value: str) -> str:
+    """SIA's BAND (metres) from a band name (``g``) or one or two wavelengths in metres."""
+    value = value.strip()
+    if value.lower() in BANDS:
+        lo, hi = BANDS[value.lower()]
+        return f"{(lo + hi) / 2} {(lo + hi) / 2}"
+    try:
+        numbers = [float(v) for v in value.split()]
+    except ValueError:
+        numbers = []
+    if len(numbers) not in (1, 2) or not all(0 < n < 1 for n in numbers):
+        raise UsageError(
+            f"Bad band {value!r}: a band name ({', '.join(BANDS)}) or wavelengths in metres"
+        )
+    return " ".join(str(n) for n in numbers)
 
 
 def _datalink_this(path: Path) -> str | None:

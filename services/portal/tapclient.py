@@ -15,7 +15,7 @@ import httpx
 
 from sciplat.services.common.errors import NotFoundError, ServiceError, UsageError
 
-__all__ = ["JobStatus", "TapClient", "error_position", "parse_tables"]
+__all__ = ["JobStatus", "TapClient", "dali_error", "error_position", "parse_tables"]
 
 _UWS = "{http://www.ivoa.net/xml/UWS/v1.0}"
 _POSITION = re.compile(r"line (\d+), column (\d+)")
@@ -99,7 +99,7 @@ def parse_tables(xml: bytes) -> list[dict[str, Any]]:
     return schemas
 
 
-def _votable_error(response: httpx.Response) -> str:
+def dali_error(response: httpx.Response) -> str:
     """The message of a DALI error document (or the body's start)."""
     text = response.text
     found = re.search(r'<INFO[^>]*name="QUERY_STATUS"[^>]*>(.*?)</INFO>', text, re.S)
@@ -128,13 +128,13 @@ class TapClient:
         except httpx.HTTPError as exc:
             raise ServiceError(f"The TAP service could not be reached: {exc}") from exc
         if response.status_code == 404:
-            raise NotFoundError(_votable_error(response))
+            raise NotFoundError(dali_error(response))
         if response.status_code in (401, 403):
-            err = UsageError(_votable_error(response))
+            err = UsageError(dali_error(response))
             err.status_code = response.status_code
             raise err
         if response.status_code >= 400:
-            raise UsageError(_votable_error(response))
+            raise UsageError(dali_error(response))
         return response
 
     async def submit(self, query: str, *, maxrec: int | None = None) -> JobStatus:
@@ -167,7 +167,7 @@ class TapClient:
         async with self.http.stream("GET", url, headers=self._headers) as response:
             if response.status_code != 200:
                 await response.aread()
-                raise UsageError(f"Could not read the job's result: {_votable_error(response)}")
+                raise UsageError(f"Could not read the job's result: {dali_error(response)}")
             with open(path, "wb") as out:
                 async for chunk in response.aiter_bytes(1 << 20):
                     out.write(chunk)

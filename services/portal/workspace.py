@@ -131,7 +131,8 @@ def _raise_for(response: httpx.Response, what: str) -> None:
         return
     text = " ".join(re.sub(r"<[^>]+>", " ", response.text).split())[:300]
     if status == 507:
-        raise QuotaExceededError(text or "Quota exceeded: your workspace is full")
+        start = text.lower().find("quota exceeded")
+        raise QuotaExceededError(text[start:] if start >= 0 else "Quota exceeded: " + text)
     if status == 404:
         raise NotFoundError(f"No {what!r} in your workspace")
     if status in (401, 403):

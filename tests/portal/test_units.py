@@ -3,6 +3,7 @@ paging/filters (no SQL from users), plot axes, TAP error positions."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -136,3 +137,55 @@ def test_plot_axes_and_raster():
 def test_error_position():
     assert error_position("Unknown column 'x' (line 2, column 8)") == {"line": 2, "column": 8}
     assert error_position("no position") is None
+
+
+def test_image_surveys_from_hips_list():
+    from sciplat.services.portal.app import image_surveys
+
+    listing = (
+        "# survey g\ncreator_did = ivo://x/g\ndataproduct_type = image\n\nhips_frame = equatorial\n"
+        "hips_service_url = http://h/services/api/hips/g\n"
+        "creator_did = ivo://x/object\ndataproduct_type = catalog\n"
+        "hips_service_url = http://h/services/api/hips/object\n"
+        "creator_did = ivo://x/r\nhips_service_url = http://h/services/api/hips/r/\n"
+    )
+    assert image_surveys(listing) == ["g", "r"]
+
+
+def test_workspace_paths_and_bands():
+    from sciplat.services.portal.service import _band
+    from sciplat.services.portal.workspace import clean_path
+
+    assert clean_path("/tables//x.csv") == "tables/x.csv" and clean_path("") == ""
+    for bad in ("../bob", "a/../../b", "a/./b", "a\x00b"):
+        with pytest.raises(UsageError, match="Bad workspace path"):
+            clean_path(bad)
+    with pytest.raises(UsageError, match="file name"):
+        clean_path("/", allow_root=False)
+    lo, hi = (float(v) for v in _band("g").split())
+    assert lo == hi and 4.0e-7 < lo < 5.52e-7
+    assert _band("5e-7 6e-7") == "5e-07 6e-07"
+    for bad in ("q", "500nm", "1 2 3"):
+        with pytest.raises(UsageError, match="Bad band"):
+            _band(bad)
+
+
+def test_bokeh_items_points_raster_histogram():
+    from sciplat.services.portal import bokehplots
+
+    spec = bokehplots.PlotSpec("g - r", "r", invert_y=True)
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=30_000), rng.normal(size=30_000)
+    x[0] = np.nan
+    small = bokehplots.scatter_item(x[:500], y[:500], spec, kind="cmd")
+    assert small["renderer"] == "points" and small["n"] == 499 and small["kind"] == "cmd"
+    big = bokehplots.scatter_item(x, y, spec)
+    assert big["renderer"] == "raster" and big["n"] == 29_999
+    text = json.dumps(big["item"])
+    assert '"highlight"' in text and "selectiongeometry" in text and "rangesupdate" in text
+    hist = bokehplots.histogram_item(y, bokehplots.PlotSpec("r", "count"), bins=20)
+    assert hist["n"] == 30_000 and hist["y_range"][1] > 0
+    with pytest.raises(UsageError, match="width"):
+        bokehplots.PlotSpec("a", "b", width=10)
+    with pytest.raises(UsageError, match="No finite"):
+        bokehplots.scatter_item(np.array([np.nan]), np.array([1.0]), spec)

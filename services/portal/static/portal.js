@@ -312,7 +312,8 @@ $("lightcurve").onclick = async () => {
 $("sia-go").onclick = async () => {
   try {
     const body = { ra: parseFloat($("sia-ra").value), dec: parseFloat($("sia-dec").value), radius: parseFloat($("sia-r").value) };
-    if ($("sia-band").value) body.band = $("sia-band").value;
+    if ($("sia-band").value) body.band = $("sia-band").value.trim();
+    if ($("sia-t0").value || $("sia-t1").value) body.time = [parseFloat($("sia-t0").value || "0"), parseFloat($("sia-t1").value || "100000")];
     const info = await api("/api/sia", body); await refreshResults(info.id); msg(`${info.rows} images found; select a row, then Open`);
   } catch (e) { msg(e.message, true); }
 };
