@@ -108,6 +108,12 @@ def pipeline_run(
     from sciplat.pipelines.tasks.association import create_apdb
 
     overrides = _parse_config(task_config)
+    if pipeline_name == "drp":  # coadds need the sky map's tract and patches in the registry
+        from lsst.daf.butler import Butler
+
+        from sciplat.pipelines.drp.skymap import register_skymap
+
+        register_skymap(Butler.from_config(str(_repo(repo, data_dir, config_path)), writeable=True))
     if apdb:
         overrides.setdefault("associate", {})["apdb_config"] = str(create_apdb(Path(apdb)))
     if alert_archive:

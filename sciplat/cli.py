@@ -23,6 +23,7 @@ COMMAND_MODULES: list[str] = [
     "sciplat.hub.gateway.commands",
     "sciplat.pipelines.cli",
     "sciplat.pipelines.commands",
+    "sciplat.pipelines.drp.commands",
     "sciplat.services.commands",
     "sciplat.services.images.commands",
     "sciplat.services.notebooks.commands",

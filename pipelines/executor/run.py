@@ -7,7 +7,9 @@ this process or as one dask task on any ``distributed.Client`` (a dask-gateway c
 outputs enter the Butler registry as soon as it finishes. A worker that dies is replaced and
 its quantum rescheduled by the dask scheduler (outputs are clobbered on the retry). A failing
 quantum (missing calibration, corrupt file, too few stars...) is reported with its data id and
-error; quanta downstream of it are skipped and everything else still runs.
+error, and everything else still runs: quanta downstream of it run with the inputs that exist
+(a coadd without the failed visit), and those that cannot run without its outputs are skipped
+by the middleware (``NoWorkFound``) and counted as skipped.
 """
 
 from __future__ import annotations
@@ -57,20 +59,38 @@ def _pipeline_path(pipeline: str | Path) -> Path:
     return path
 
 
-_GRAPH_CACHE: dict[tuple[str, str], Any] = {}
+#: The last graph this process read (path -> PredictedQuantumGraph with execution quanta).
+_GRAPH_CACHE: dict[str, Any] = {}
+#: Read address files in one page: reading single quanta of graphs with more than a hundred or
+#: so quanta fails with EOFError in lsst-pipe-base 30.2026.x (their addresses come out wrong).
+_PAGE_SIZE = 2**30
 
 
-def execute_quantum(repo: str, graph_path: str, quantum_id: str) -> tuple[str, float]:
-    """Run one quantum of the saved graph with a quantum-backed butler; (task label, seconds)."""
+def _graph(graph_path: str) -> Any:
+    """The whole saved graph, read once per process (workers run many of its quanta)."""
+    from lsst.pipe.base.quantum_graph import PredictedQuantumGraph
+
+    if graph_path not in _GRAPH_CACHE:
+        predicted = PredictedQuantumGraph.read_execution_quanta(graph_path, page_size=_PAGE_SIZE)
+        predicted.build_execution_quanta()
+        _GRAPH_CACHE.clear()
+        _GRAPH_CACHE[graph_path] = predicted
+    return _GRAPH_CACHE[graph_path]
+
+
+def execute_quantum(repo: str, graph_path: str, quantum_id: str) -> tuple[str, float, bool]:
+    """Run one quantum of the saved graph with a quantum-backed butler.
+
+    Returns (task label, seconds, whether it did anything: False when an upstream failure
+    left it without the inputs it needs).
+    """
     from lsst.daf.butler import QuantumBackedButler
     from lsst.pipe.base import TaskFactory
-    from lsst.pipe.base.quantum_graph import PredictedQuantumGraph
     from lsst.pipe.base.single_quantum_executor import SingleQuantumExecutor
 
     start = time.perf_counter()
     qid = uuid.UUID(quantum_id)
-    predicted = PredictedQuantumGraph.read_execution_quanta(graph_path, [qid])
-    predicted.build_execution_quanta()
+    predicted = _graph(graph_path)
     node = predicted.quantum_only_xgraph.nodes[qid]
     universe = predicted.pipeline_graph.universe
     dataset_types = {
@@ -93,8 +113,9 @@ def execute_quantum(repo: str, graph_path: str, quantum_id: str) -> tuple[str, f
     from threadpoolctl import threadpool_limits
 
     with threadpool_limits(limits=1):
-        executor.execute(node["pipeline_node"], node["quantum"], qid)
-    return node["pipeline_node"].label, time.perf_counter() - start
+        outcome = executor.execute(node["pipeline_node"], node["quantum"], qid)
+    worked = not getattr(outcome, "adjusted_no_work", False)
+    return node["pipeline_node"].label, time.perf_counter() - start, worked
 
 
 def _register_outputs(butler: Any, repo: str, predicted: Any, qid: uuid.UUID) -> None:
@@ -136,7 +157,6 @@ def run_pipeline(
     run one after another in this process. The quantum graph is saved in *graph_dir* (default:
     ``<repo>/graphs``), where dask workers read their quantum.
     """
-    import networkx as nx
     from lsst.daf.butler import Butler
     from lsst.pipe.base import Pipeline
     from lsst.pipe.base.all_dimensions_quantum_graph_builder import (
@@ -168,11 +188,12 @@ def run_pipeline(
     predicted.write_init_outputs(butler, skip_existing=True)
     predicted.write_packages(butler, compare_existing=False)
     predicted.build_execution_quanta()
+    _GRAPH_CACHE.clear()
+    _GRAPH_CACHE[str(graph_path)] = predicted  # quanta run in this process read it from here
     graph = predicted.quantum_only_xgraph
     result = RunResult(output_run=output_run, graph=str(graph_path))
     remaining = {q: set(graph.predecessors(q)) for q in graph.nodes}
     done: set[uuid.UUID] = set()
-    dead: set[uuid.UUID] = set()
     bar = tqdm(
         total=len(graph), desc=f"{Path(str(pipeline)).stem} quanta", unit="q", disable=not progress
     )
@@ -183,10 +204,11 @@ def run_pipeline(
             del remaining[q]
         return out
 
-    def finish(qid: uuid.UUID, outcome: tuple[str, float] | BaseException) -> None:
+    def finish(qid: uuid.UUID, outcome: tuple[str, float, bool] | BaseException) -> None:
         node = graph.nodes[qid]
+        # Downstream quanta run either way: with what exists, or as "no work" (skipped).
+        done.add(qid)
         if isinstance(outcome, BaseException):
-            dead.add(qid)
             result.failed.append(
                 QuantumFailure(
                     node["pipeline_node"].label,
@@ -194,17 +216,14 @@ def run_pipeline(
                     _describe(outcome),
                 )
             )
-            for descendant in nx.descendants(graph, qid):
-                if descendant in remaining:
-                    del remaining[descendant]
-                    result.skipped += 1
-                    bar.update(1)
         else:
-            label, seconds = outcome
+            label, seconds, worked = outcome
             _register_outputs(butler, repo, predicted, qid)
-            done.add(qid)
-            result.succeeded += 1
-            result.seconds_by_task.setdefault(label, []).append(seconds)
+            if worked:
+                result.succeeded += 1
+                result.seconds_by_task.setdefault(label, []).append(seconds)
+            else:
+                result.skipped += 1
         bar.update(1)
         bar.set_postfix(ok=result.succeeded, failed=len(result.failed))
 

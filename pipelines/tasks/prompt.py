@@ -25,6 +25,7 @@ from lsst.pipe.base import (
 from lsst.pipe.base import connectionTypes as ct
 
 from sciplat.pipelines.butler_io import SimExposure
+from sciplat.pipelines.drp.measure import coadd
 from sciplat.pipelines.tasks import alerts as alert_mod
 from sciplat.pipelines.tasks import association, diffim, imaging
 
@@ -231,43 +232,15 @@ class MakeTemplateTask(PipelineTask):
         if not images:
             raise imaging.ProcessingError("no calibrated images to coadd")
         wcs, shape = coadd_grid(images, self.config.pixel_scale)
-        num = np.zeros(shape)
-        den = np.zeros(shape)
-        for im in images:
-            # Warp only the bounding box the image covers.
-            ny, nx = im.shape
-            cx = np.array([0, nx - 1, nx - 1, 0], dtype=float)
-            cy = np.array([0, 0, ny - 1, ny - 1], dtype=float)
-            gx, gy = wcs.wcs_world2pix(*im.wcs.wcs_pix2world(cx, cy, 0), 0)
-            x0, x1 = max(int(gx.min()) - 2, 0), min(int(np.ceil(gx.max())) + 3, shape[1])
-            y0, y1 = max(int(gy.min()) - 2, 0), min(int(np.ceil(gy.max())) + 3, shape[0])
-            sub = wcs.deepcopy()
-            sub.wcs.crpix = sub.wcs.crpix - np.array([x0, y0])
-            sub.wcs.set()
-            warped = imaging.warp(im, sub, (y1 - y0, x1 - x0))
-            good = ~warped.mask_of("NO_DATA", "BAD", "SAT") & (warped.variance > 0)
-            w = np.where(good, 1.0 / np.where(good, warped.variance, 1.0), 0.0)
-            num[y0:y1, x0:x1] += w * warped.image
-            den[y0:y1, x0:x1] += w
-        covered = den > 0
-        image = np.where(covered, num / np.where(covered, den, 1.0), 0.0)
-        variance = np.where(covered, 1.0 / np.where(covered, den, 1.0), 0.0)
-        mask = np.where(covered, 0, 1 << imaging.MASK_PLANES["NO_DATA"]).astype(np.int32)
+        template, _ = coadd(images, wcs, shape)
         meta = {
             "BUNIT": "nJy",
             "NINPUTS": len(images),
             "BAND": images[0].metadata.get("BAND"),
             "FILTER": images[0].metadata.get("FILTER"),
         }
-        return Struct(
-            template_coadd=SimExposure(
-                image=image.astype(np.float32),
-                variance=variance.astype(np.float32),
-                mask=mask,
-                wcs=wcs,
-                metadata=meta,
-            )
-        )
+        template.metadata.update(meta)
+        return Struct(template_coadd=template)
 
 
 # -- image differencing -----------------------------------------------------------------------
