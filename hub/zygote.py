@@ -156,6 +156,8 @@ def _child(request: dict[str, Any]) -> None:
         os.chdir(request["cwd"])
         os.environ.clear()
         os.environ.update(request["env"])
+        if "dask.config" in sys.modules:  # preloaded: read this lab's DASK_* settings again
+            sys.modules["dask.config"].refresh()
         sys.argv = ["jupyterhub-singleuser", *request["args"]]
         from jupyterhub.singleuser import main as singleuser
 
