@@ -99,6 +99,9 @@ _PG_TYPES = {
     "FLOAT": "real",
     "BOOLEAN": "boolean",
     "VARCHAR": "text",
+    "TIMESTAMP": "timestamp",
+    "TIMESTAMP WITH TIME ZONE": "timestamptz",
+    "DATE": "date",
 }
 
 

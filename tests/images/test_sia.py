@@ -148,6 +148,18 @@ def test_pyvo_sia2(image_server, tokens, visit_image):
     record = next(r for r in results if r["obs_publisher_did"] == visit_image["obs_publisher_did"])
     assert math.isclose(record.s_ra.to_value("deg"), ra)
     assert record.access_url.startswith(f"{image_server.api}/datalink/links")
+    # ObsCore 1.1: access_estsize is the real size (kB) of the file behind the #this link.
+    path = image_server.settings.dataset_dir / "butler"
+    from lsst.daf.butler import Butler
+
+    butler = Butler.from_config(str(path))
+    ref = butler.get_dataset(visit_image["lsst_dataset_id"])
+    assert record["access_estsize"] == -(-butler.getURI(ref).size() // 1024)
+    assert results.fieldname_with_ucd("phys.size;meta.file") == "access_estsize"
+    assert results.getdesc("access_estsize").unit == "kbyte"
+    utypes = {name: results.getdesc(name).utype for name in results.fieldnames}
+    assert utypes["obs_collection"] == "obscore:DataID.Collection"
+    assert utypes["pol_states"] == "obscore:Char.PolarizationAxis.stateList"
 
 
 def test_stilts_votlint_and_cone_sia2(image_server, tokens, visit_image, tmp_path):

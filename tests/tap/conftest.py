@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -104,3 +105,54 @@ def alice(test_hub) -> requests.Session:
 @pytest.fixture(scope="session")
 def bob(test_hub) -> requests.Session:
     return session_for(test_hub.token_for("bob"))
+
+
+@pytest.fixture(scope="session")
+def obscore_settings(tiny_dataset: Path, tmp_path_factory: pytest.TempPathFactory):
+    """Settings whose data set is the tiny data preview (dp1 tables and ivoa.ObsCore built by
+    the real pipeline), for the conformance runs that need ObsCore."""
+    import os
+
+    from sciplat.config import Settings
+
+    data_dir = tmp_path_factory.mktemp("obscore-api")
+    os.symlink(tiny_dataset, data_dir / "dataset")
+    return Settings(data_dir=data_dir)
+
+
+@pytest.fixture(scope="session")
+def obscore_tap_url(test_hub, obscore_settings) -> Iterator[str]:
+    """TAP over the tiny data preview's DuckDB catalog, tokens checked by the test hub."""
+    from sciplat.services.tap.bench import serve_tap
+
+    with serve_tap(obscore_settings, hub_api_url=test_hub.api_url) as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
+def obscore_pg_tap_url(test_hub, obscore_settings, tiny_dataset: Path) -> Iterator[str]:
+    """The same catalog copied into its own PostgreSQL cluster, served by TAP; the UWS jobs of
+    this service live in that PostgreSQL too."""
+    import duckdb
+
+    from sciplat.config import CatalogConfig, JobsConfig
+    from sciplat.services.tap.bench import serve_tap
+    from sciplat.services.tap.pgcluster import load_catalog, start_postgres
+
+    cluster = start_postgres(Path(tempfile.mkdtemp(prefix="sciplat-pg-obscore-")))
+    try:
+        # A copy: this process may already hold the file open with the service's configuration.
+        copy = Path(shutil.copy(tiny_dataset / "catalog" / "catalog.duckdb", cluster.directory))
+        source = duckdb.connect(str(copy), read_only=True)
+        load_catalog(cluster, source, q3c={"dp1.object": ("coord_ra", "coord_dec")})
+        settings = obscore_settings.model_copy(
+            update={
+                "data_dir": Path(tempfile.mkdtemp(prefix="sciplat-pg-obscore-api-")),
+                "catalog": CatalogConfig(backend="postgres", url=cluster.reader_url),
+                "jobs": JobsConfig(url=cluster.admin_url),
+            }
+        )
+        with serve_tap(settings, hub_api_url=test_hub.api_url) as url:
+            yield url
+    finally:
+        cluster.stop()

@@ -41,6 +41,9 @@ _ARROW_BY_OID = {
     25: pa.string(),
     1043: pa.string(),
     1042: pa.string(),
+    1082: pa.date32(),  # date
+    1114: pa.timestamp("us"),  # timestamp (written ISO 8601 by the result writers)
+    1184: pa.timestamp("us", tz="UTC"),  # timestamptz
     1022: pa.list_(pa.float64()),
     1021: pa.list_(pa.float32()),
     1016: pa.list_(pa.int64()),
