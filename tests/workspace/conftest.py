@@ -54,13 +54,16 @@ class _Server:
         )
         self.thread = threading.Thread(target=self.server.run, daemon=True)
 
-    def start(self, url: str) -> None:
+    def start(self, url: str) -> bool:
+        """True once *url* answers; False if the server gave up (e.g. the port was taken)."""
         self.thread.start()
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
+            if not self.thread.is_alive():
+                return False
             try:
                 if httpx.get(url, timeout=2).status_code == 200:
-                    return
+                    return True
             except httpx.HTTPError:
                 pass
             time.sleep(0.1)
@@ -75,18 +78,20 @@ def _serve(test_hub, settings: Settings) -> tuple[_Server, str]:
     from sciplat.services.app import create_app, load_plugins
     from support.net import free_port
 
-    port = free_port()
-    api_url = f"http://127.0.0.1:{port}/services/api"
-    app = create_app(
-        settings,
-        prefix="/services/api",
-        hub_api_url=test_hub.api_url,
-        public_url=api_url,
-        plugins=load_plugins(["sciplat.services.tap:plugin", "sciplat.services.mydb:plugin"]),
-    )
-    server = _Server(app, port)
-    server.start(f"{api_url}/health")
-    return server, api_url
+    for _ in range(3):  # a free port can be taken by another process before we bind it
+        port = free_port()
+        api_url = f"http://127.0.0.1:{port}/services/api"
+        app = create_app(
+            settings,
+            prefix="/services/api",
+            hub_api_url=test_hub.api_url,
+            public_url=api_url,
+            plugins=load_plugins(["sciplat.services.tap:plugin", "sciplat.services.mydb:plugin"]),
+        )
+        server = _Server(app, port)
+        if server.start(f"{api_url}/health"):
+            return server, api_url
+    raise RuntimeError("the API service did not start (see the log above)")
 
 
 @pytest.fixture(scope="session")
