@@ -26,7 +26,7 @@ from sciplat.services.common.params import DaliParams, dali_params
 from sciplat.services.common.uws.handlers import UWSRoutes, install_uws_routes
 from sciplat.services.common.uws.models import Job, JobResult
 from sciplat.services.common.uws.service import CancelToken, UWSService
-from sciplat.services.common.uws.store import JobStore
+from sciplat.services.common.uws.store import JobStore, open_job_store
 from sciplat.services.common.votable import VOTABLE_MEDIA_TYPE, error_votable
 from sciplat.services.images.backend import (
     ImageBackend,
@@ -153,9 +153,15 @@ def _check_values(params: DaliParams) -> list[tuple[str, str]]:
 class SodaJobs:
     """SODA async: a UWS service whose runner writes the cutout file as the job's result."""
 
-    def __init__(self, backend: ImageBackend, state_dir: Path) -> None:
+    def __init__(
+        self,
+        backend: ImageBackend,
+        state_dir: Path,
+        store: JobStore | None = None,
+        heartbeat: float = 10.0,
+    ) -> None:
         self.backend = backend
-        self.store = JobStore(state_dir / "jobs.sqlite3", service="soda")
+        self.store = store or JobStore(state_dir / "jobs.sqlite3", service="soda")
         self.uws = UWSService(
             self.store,
             runner=self.run,
@@ -163,6 +169,7 @@ class SodaJobs:
             default_duration=600,
             max_duration=3600,
             retention=JOB_RETENTION,
+            heartbeat=heartbeat,
         )
 
     async def run(self, job: Job, directory: Path, token: CancelToken) -> list[JobResult]:
@@ -236,7 +243,10 @@ def _router() -> APIRouter:
 
 
 async def _startup(context: AppContext) -> None:
-    jobs = SodaJobs(get_backend(context), context.settings.services_state_dir / "soda")
+    settings = context.settings
+    state_dir = settings.services_state_dir / "soda"
+    store = await asyncio.to_thread(open_job_store, settings, state_dir, "soda")
+    jobs = SodaJobs(get_backend(context), state_dir, store, heartbeat=settings.jobs.heartbeat)
     await jobs.uws.startup()
     context.state["soda"] = jobs
 

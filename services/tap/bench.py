@@ -28,7 +28,7 @@ from typing import Any
 
 import httpx
 
-from sciplat.config import CatalogConfig, Settings
+from sciplat.config import CatalogConfig, JobsConfig, Settings
 
 __all__ = ["run_benchmark", "serve_tap"]
 
@@ -366,7 +366,11 @@ def run_benchmark(
                 catalog = catalog.model_copy(
                     update={"backend": "postgres", "url": cluster.reader_url}
                 )
-            settings = Settings(data_dir=root / "data", catalog=catalog)
+                # Async jobs kept in PostgreSQL too, like DaCHS's (and the scale-out shape).
+                jobs = JobsConfig(url=cluster.admin_url)
+            else:
+                jobs = JobsConfig()
+            settings = Settings(data_dir=root / "data", catalog=catalog, jobs=jobs)
             try:
                 with serve_tap_process(settings) as url:
                     progress(f"measuring {backend}")

@@ -34,8 +34,14 @@ def _measured_ratios(report: dict) -> dict:
     for backend, result in report["backends"].items():
         if backend == "dachs":
             continue
+        theirs = {c["clients"]: c["req_per_s"] for c in dachs["cone"]}
         ratios[backend] = {
             "cone_throughput": round(max(c["req_per_s"] for c in result["cone"]) / best_dachs, 1),
+            "cone_throughput_by_clients": {
+                c["clients"]: round(c["req_per_s"] / theirs[c["clients"]], 1)
+                for c in result["cone"]
+                if theirs.get(c["clients"])
+            },
             "sync_latency": round(
                 dachs["sync_latency"]["median_ms"] / result["sync_latency"]["median_ms"], 1
             ),
@@ -90,12 +96,24 @@ def register(cli: click.Group) -> None:
     @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
     def bench_tap(rows, backends, seconds, vs_dachs, as_json) -> None:
         """TAP cone throughput (1/4/8 clients), sync latency, async floor, rows/s per format."""
+        import os
+
         from sciplat.services.tap.bench import run_benchmark
 
-        progress = (lambda _: None) if as_json else (lambda m: click.echo(f"... {m}", err=True))
+        # Progress on stderr in both modes: stdout stays the report.
+        def progress(message: str) -> None:
+            click.echo(f"... {message}", err=True)
+
+        load_before = os.getloadavg()
         report = run_benchmark(
             rows, backends=tuple(backends), seconds=seconds, vs_dachs=vs_dachs, progress=progress
         )
+        # The figures depend on what else the machine runs: keep its load with them.
+        report["load_average"] = {
+            "before": [round(v, 2) for v in load_before],
+            "after": [round(v, 2) for v in os.getloadavg()],
+            "cpus": os.cpu_count(),
+        }
         report["dachs_reference"] = DACHS_REFERENCE
         report["ratios_vs_dachs_reference"] = _ratios(report)
         if vs_dachs:
