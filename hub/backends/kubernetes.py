@@ -23,6 +23,7 @@ import json
 import os
 import time
 from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -35,7 +36,7 @@ from traitlets import Bool, Dict, Float, Integer, List, Set, Unicode, default
 from sciplat.hub.backends import LabSpec, ProgressFn, SpawnerBackend
 from sciplat.hub.errors import LabStartError, SciplatSpawnError
 
-__all__ = ["IMAGE_PULL_FATAL", "KubernetesBackend", "manifest", "parse_quantity"]
+__all__ = ["IMAGE_PULL_FATAL", "KubernetesBackend", "PodEvent", "manifest", "parse_quantity"]
 
 #: Container waiting reasons after which waiting longer cannot help.
 IMAGE_PULL_FATAL = frozenset({"ImagePullBackOff", "InvalidImageName", "ErrImageNeverPull"})
@@ -98,6 +99,36 @@ def manifest(obj: Any) -> Any:
 
 def _gib(n: float) -> str:
     return f"{n / 2**30:g} GiB"
+
+
+@dataclass(frozen=True)
+class PodEvent:
+    """The fields of a Kubernetes Event the backend reads (from a watch's raw JSON)."""
+
+    uid: str
+    reason: str
+    message: str
+    type: str = "Normal"
+    last_timestamp: str = ""
+
+    @classmethod
+    def from_dict(cls, event: dict[str, Any]) -> PodEvent:
+        return cls(
+            uid=event["metadata"].get("uid", ""),
+            reason=event.get("reason") or "",
+            message=event.get("message") or "",
+            type=event.get("type") or "Normal",
+            last_timestamp=event.get("lastTimestamp") or event.get("eventTime") or "",
+        )
+
+
+def _event_uid(event: Any) -> str | None:
+    return getattr(event, "uid", None) or getattr(getattr(event, "metadata", None), "uid", None)
+
+
+def _event_key(event: Any) -> str:
+    """One event: its uid (events repeat with a count), else its reason and message."""
+    return _event_uid(event) or f"{event.reason}:{event.message}"
 
 
 class KubernetesBackend(SpawnerBackend):
@@ -222,6 +253,20 @@ class KubernetesBackend(SpawnerBackend):
         warning when the hub may not list nodes).""",
     ).tag(config=True)
 
+    max_node_resources = Dict(
+        help="""Allocatable CPU and memory of the largest node labs may run on, e.g.
+        ``{"cpu": 16, "memory": "64Gi"}`` (the chart's ``labs.largestNode``). When set, a size
+        whose CPU or memory limit exceeds it is refused at spawn without asking the API server
+        (no ``list nodes`` permission needed, one API call less per spawn), and an autoscaled
+        pool whose nodes are not up yet is judged by the node shape it will add. Empty: the
+        nodes are listed (:attr:`check_node_fit`).
+
+        Example::
+
+            c.KubernetesBackend.max_node_resources = {"cpu": 16, "memory": "64Gi"}
+        """,
+    ).tag(config=True)
+
     unschedulable_timeout = Float(
         120.0,
         help="""Seconds a pod may stay unschedulable (with no cluster-autoscaler scale-up under
@@ -241,6 +286,20 @@ class KubernetesBackend(SpawnerBackend):
         config=True
     )
 
+    k8s_api_host = Unicode(
+        "",
+        help="""Address of the Kubernetes API server; empty: the in-cluster configuration (or
+        ``$KUBECONFIG``), as KubeSpawner's ``k8s_api_host``.""",
+    ).tag(config=True)
+
+    watch_events = Bool(
+        True,
+        help="""Follow lab pods' events with KubeSpawner's ``EventReflector``: one watch on pod
+        events in the namespace, shared by every start, instead of listing a starting pod's
+        events at each status read (each list is an API call; thousands of starting labs make
+        that the control plane's load). Not used with :attr:`api_factory`.""",
+    ).tag(config=True)
+
     api_factory = AnyTrait(
         help="""Callable returning a ``kubernetes_asyncio.client.CoreV1Api``-like object.
         Default: in-cluster configuration. Tests pass a fake of the API boundary.""",
@@ -255,6 +314,8 @@ class KubernetesBackend(SpawnerBackend):
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self._api: Any = None
+        self._event_reflector: Any = None
+        self._reflector_lock = asyncio.Lock()
         if self.config_file:
             self._load_config_file(self.config_file)
 
@@ -272,13 +333,51 @@ class KubernetesBackend(SpawnerBackend):
         if self._api is None:
             factory: Callable[[], Any] | None = self.api_factory
             if factory is None:
-                from kubernetes_asyncio import client, config
+                from kubespawner.clients import load_config, shared_client
 
-                config.load_incluster_config()
-                self._api = client.CoreV1Api()
+                load_config(host=self.k8s_api_host or None)
+                self._api = shared_client("CoreV1Api")
             else:
                 self._api = factory()
         return self._api
+
+    async def event_reflector(self) -> Any:
+        """KubeSpawner's EventReflector for pod events in :attr:`namespace` (started once), or
+        None when events are listed instead (:attr:`watch_events` off, a test API, or the watch
+        could not start - then starts still work, with one list call per status read)."""
+        if not self.watch_events or self.api_factory is not None:
+            return None
+        async with self._reflector_lock:
+            if self._event_reflector is None:
+                from kubespawner.spawner import EventReflector
+
+                await self.api()  # loads the client configuration the reflector uses
+                reflector = EventReflector(
+                    parent=self,
+                    namespace=self.namespace,
+                    fields={"involvedObject.kind": "Pod"},
+                    omit_namespace=False,
+                    on_failure=self._reflector_failed,
+                )
+                try:
+                    await reflector.start()
+                except Exception as exc:
+                    self.log.warning("Cannot watch pod events (%s); listing them instead", exc)
+                    self.watch_events = False
+                    return None
+                self._event_reflector = reflector
+            return self._event_reflector
+
+    def _reflector_failed(self) -> None:
+        self.log.error("The pod event watch gave up; listing events from now on")
+        self._event_reflector = None
+        self.watch_events = False
+
+    async def close(self) -> None:
+        """Stop the event watch (hub shutdown, tests)."""
+        if self._event_reflector is not None:
+            await self._event_reflector.stop()
+            self._event_reflector = None
 
     # -- names and identity --------------------------------------------------------------------
     def pod_name(self, spec: LabSpec) -> str:
@@ -541,15 +640,40 @@ class KubernetesBackend(SpawnerBackend):
         yield dict(state)
 
         progress(20, f"Creating pod {name} from image {spec.options.image.container_image}")
+        # events of an earlier pod of the same name are not this start's (KubeSpawner's
+        # _last_event marker does the same)
+        stale = {k for k in map(_event_uid, await self._events(api, name)) if k}
         await self._create_pod(api, pod)
         yield dict(state)
 
-        pod_ip = await self._wait_running(api, name, spec, progress)
+        pod_ip = await self._wait_running(api, name, spec, progress, stale)
         progress(90, "Your lab is running; connecting it to the hub")
         state["url"] = f"http://{pod_ip}:{self.port}"
         yield state
 
+    def _largest_node(self) -> tuple[float, float] | None:
+        """(cpu, memory bytes) of :attr:`max_node_resources`, or None when not set."""
+        cpu = parse_quantity(self.max_node_resources.get("cpu") or 0)
+        memory = parse_quantity(self.max_node_resources.get("memory") or 0)
+        return (cpu, memory) if cpu or memory else None
+
+    def _refuse_size(self, size: Any, cpu: float, memory: float) -> SciplatSpawnError:
+        return SciplatSpawnError(
+            f"Size {size.name!r} ({size.cpu:g} CPU, {_gib(size.memory)}) does not fit on any "
+            f"node of this cluster (largest: {cpu:g} CPU, {_gib(memory)}). "
+            "Choose a smaller size.",
+            reason="unschedulable",
+            status_code=400,
+        )
+
     async def _check_fit(self, api: Any, spec: LabSpec) -> None:
+        size = spec.options.size
+        largest = self._largest_node()
+        if largest is not None:  # the declared node shape: no API call
+            cpu, memory = largest
+            if (cpu and size.cpu > cpu) or (memory and size.memory > memory):
+                raise self._refuse_size(size, cpu, memory)
+            return
         if not self.check_node_fit:
             return
         try:
@@ -559,7 +683,6 @@ class KubernetesBackend(SpawnerBackend):
                 self.log.warning("May not list nodes (%s); node-fit check skipped", exc)
                 return
             raise
-        size = spec.options.size
         best_cpu = best_mem = 0.0
         for node in nodes:
             labels = node.metadata.labels or {}
@@ -577,13 +700,7 @@ class KubernetesBackend(SpawnerBackend):
             best_cpu, best_mem = max(best_cpu, cpu), max(best_mem, mem)
         if not nodes:
             return  # an autoscaled pool may be empty; let the scheduler decide
-        raise SciplatSpawnError(
-            f"Size {size.name!r} ({size.cpu:g} CPU, {_gib(size.memory)}) does not fit on any "
-            f"node of this cluster (largest: {best_cpu:g} CPU, {_gib(best_mem)}). "
-            "Choose a smaller size.",
-            reason="unschedulable",
-            status_code=400,
-        )
+        raise self._refuse_size(size, best_cpu, best_mem)
 
     async def _ensure(self, create: Callable, body: Any) -> None:
         try:
@@ -626,9 +743,16 @@ class KubernetesBackend(SpawnerBackend):
             if getattr(exc, "status", None) != 404:
                 raise
 
-    async def _wait_running(self, api: Any, name: str, spec: LabSpec, progress: ProgressFn) -> str:
+    async def _wait_running(
+        self,
+        api: Any,
+        name: str,
+        spec: LabSpec,
+        progress: ProgressFn,
+        stale: set[str] = frozenset(),  # type: ignore[assignment]
+    ) -> str:
         """Wait for the pod to run; raise with the real cause when it cannot."""
-        seen: set[str] = set()
+        seen: set[str] = set(stale)
         percent = 25
         unschedulable_since: float | None = None
         interval = self.poll_interval
@@ -636,8 +760,9 @@ class KubernetesBackend(SpawnerBackend):
         while True:
             pod = await api.read_namespaced_pod(name, self.namespace)
             events = await self._events(api, name)
+            events = [e for e in events if _event_key(e) not in stale]
             for event in events:
-                key = f"{event.reason}:{event.message}"
+                key = _event_key(event)
                 if key not in seen:
                     seen.add(key)
                     percent = min(percent + 5, 85)
@@ -710,6 +835,14 @@ class KubernetesBackend(SpawnerBackend):
             self._check_waiting(cs, image)
 
     async def _events(self, api: Any, name: str) -> list[Any]:
+        """Events of pod *name*, oldest first: from the shared watch, else listed."""
+        reflector = await self.event_reflector()
+        if reflector is not None:
+            return [
+                PodEvent.from_dict(e)
+                for e in reflector.events
+                if e["involvedObject"].get("name") == name
+            ]
         try:
             result = await api.list_namespaced_event(
                 self.namespace, field_selector=f"involvedObject.name={name}"

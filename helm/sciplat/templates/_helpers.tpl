@@ -171,6 +171,7 @@ gateway.dask.org/instance: {{ printf "%s-dask-gateway" .Release.Name }}
   "image_pull_secrets" .Values.imagePullSecrets
 -}}
 {{- if $l.storageClass }}{{ $_ := set $t "storage_class" $l.storageClass }}{{ end -}}
+{{- if or $l.largestNode.cpu $l.largestNode.memory }}{{ $_ := set $t "max_node_resources" $l.largestNode }}{{ end -}}
 {{- toJson $t -}}
 {{- end }}
 
