@@ -160,6 +160,13 @@ def test_settings_secret_is_the_sciplat_section(rendered):
         "postgresql://sciplat@sciplat-postgresql:5432/catalog?sslmode=disable"
     )
     assert minimal.public_url == "https://dac.test.example"
+    # UWS jobs in PostgreSQL (every replica sees every job), never SQLite on a shared volume
+    assert (
+        minimal.jobs.url == "postgresql://sciplat@sciplat-postgresql:5432/sciplat?sslmode=disable"
+    )
+    assert rendered_settings(docs).jobs.url == (
+        "postgresql://sciplat@db.example.org:5432/sciplat?sslmode=verify-full"
+    )
     assert (
         json.loads(
             one(rendered["minimal"], "Secret", "sciplat-settings")["stringData"]["datasets.json"]

@@ -85,7 +85,8 @@ gateway.dask.org/instance: {{ printf "%s-dask-gateway" .Release.Name }}
 
 {{- /*
   The effective settings.json: .Values.sciplat with what the chart knows filled in
-  (public URL, catalog database URL). Passwords never go into it (PGPASSWORD instead).
+  (public URL, the proxy's in-cluster address, catalog and job-store database URLs).
+  Passwords never go into it (PGPASSWORD instead).
 */}}
 {{- define "sciplat.settings" -}}
 {{- $s := deepCopy .Values.sciplat -}}
@@ -101,6 +102,12 @@ gateway.dask.org/instance: {{ printf "%s-dask-gateway" .Release.Name }}
 {{- $_ := set $catalog "url" (printf "postgresql://%s@%s:%v/%s?sslmode=%s" $db.username (include "sciplat.db.host" .) $db.port $db.databases.catalog $db.sslmode) -}}
 {{- end -}}
 {{- $_ := set $s "catalog" $catalog -}}
+{{- /* UWS jobs in PostgreSQL, shared by every API, alerts and workers replica */ -}}
+{{- $jobs := deepCopy ($s.jobs | default dict) -}}
+{{- if not $jobs.url -}}
+{{- $_ := set $jobs "url" (printf "postgresql://%s@%s:%v/%s?sslmode=%s" $db.username (include "sciplat.db.host" .) $db.port $db.databases.jobs $db.sslmode) -}}
+{{- end -}}
+{{- $_ := set $s "jobs" $jobs -}}
 {{- toJson $s -}}
 {{- end }}
 
