@@ -70,6 +70,8 @@ def sniff(head: bytes) -> str:
         if b"<VOTABLE" in head[:4096].upper():
             return "votable"
         raise UsageError("This XML document is not a VOTable; MyDB accepts Parquet, VOTable or CSV")
+    if b"\x00" in text[:65536]:
+        raise UsageError("Unknown file format (binary data): MyDB accepts Parquet, VOTable or CSV")
     try:
         sample = text[:65536].decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -79,7 +81,7 @@ def sniff(head: bytes) -> str:
             ) from exc
         sample = text[: exc.start].decode("utf-8")
     first = sample.split("\n", 1)[0]
-    if "\x00" in sample or "," not in first:
+    if "," not in first:
         raise UsageError(
             "Unknown file format: not Parquet or VOTable, and not CSV with a header line of "
             "comma-separated column names"

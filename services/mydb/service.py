@@ -141,13 +141,11 @@ class MyDBService:
                     q = groups[group].quotas
                     return Quota(q.mydb_rows, q.mydb_bytes)
         configs = [groups[g].quotas for g in self.member_groups(caller)]
-        if not configs:
-            configs = (
-                [min((g.quotas for g in groups.values()), key=lambda q: q.mydb_bytes)]
-                if (groups)
-                else [QuotaConfig()]
-            )
-        return Quota(max(q.mydb_rows for q in configs), max(q.mydb_bytes for q in configs))
+        if configs:
+            return Quota(max(q.mydb_rows for q in configs), max(q.mydb_bytes for q in configs))
+        # In no configured group: the smallest configured allocation (as for disk quotas).
+        configs = [g.quotas for g in groups.values()] or [QuotaConfig()]
+        return Quota(min(q.mydb_rows for q in configs), min(q.mydb_bytes for q in configs))
 
     def usage(self, caller: Caller) -> list[dict]:
         out = []
