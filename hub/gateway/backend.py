@@ -132,6 +132,8 @@ class SciplatBackendMixin(LocalBackend):
 
     # -- set-up: our routes next to dask-gateway's own ------------------------------------
     async def setup(self, app: Any) -> None:
+        #: Clusters wanting more workers than the user's quotas allowed when last reconciled.
+        self._held_back: set[str] = set()
         await super().setup(app)
         grace_until = timestamp() + int(self.restart_grace * 1000)
         survivors = [c for c in self.db.active_clusters() if c.status == JobStatus.RUNNING]
@@ -209,13 +211,15 @@ class SciplatBackendMixin(LocalBackend):
         if cluster.count > active:
             allowed = self._workers_allowed(cluster)
             if allowed < cluster.count - active:
-                self.log.warning(
-                    "Cluster %s of %s wants %d workers; the user's quotas allow %d more",
-                    cluster.name,
-                    cluster.username,
-                    cluster.count,
-                    allowed,
-                )
+                if cluster.name not in self._held_back:  # once, not at every heartbeat
+                    self.log.warning(
+                        "Cluster %s of %s wants %d workers; the user's quotas allow %d more",
+                        cluster.name,
+                        cluster.username,
+                        cluster.count,
+                        allowed,
+                    )
+                self._held_back.add(cluster.name)
                 if allowed <= 0:
                     return
                 original = cluster.count
@@ -225,7 +229,20 @@ class SciplatBackendMixin(LocalBackend):
                 finally:
                     cluster.count = original
                 return
+        self._held_back.discard(cluster.name)
         await super()._check_cluster_scale(cluster)
+
+    async def on_cluster_heartbeat(self, cluster_name: str, msg: dict) -> None:
+        await super().on_cluster_heartbeat(cluster_name, msg)
+        # Upstream reconciles a cluster only when its wanted count changes; one held back by the
+        # quotas keeps asking for the same count, so it would never get the workers another
+        # cluster's end frees. Reconcile it again at each heartbeat while it is held back.
+        if cluster_name in self._held_back:
+            cluster = self.db.get_cluster(cluster_name)
+            if cluster is None or cluster.target > JobStatus.RUNNING:
+                self._held_back.discard(cluster_name)
+            else:
+                self.queue.put(cluster)
 
     def _workers_allowed(self, cluster: Any) -> int:
         config = cluster.config

@@ -153,72 +153,51 @@ def register(cli: click.Group) -> None:
         multiple=True,
         default=["templates/platform-check"],
         show_default=True,
-        help="Template(s) for the cold runs and the bots.",
+        help="Notebook(s) under notebooks/ (no .ipynb) for the cold runs; the first is also "
+        "the cached and the concurrent one.",
     )
+    @click.option(
+        "--all", "every", is_flag=True, help="Cold-run every notebook (after --notebook)."
+    )
+    @click.option("--spawn/--no-spawn", default=False, help="Also time the bench bot's lab start.")
     @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-    def bench_notebooks(url, admin_token, bots, renders, names, as_json) -> None:
+    def bench_notebooks(url, admin_token, bots, renders, names, every, spawn, as_json) -> None:
         """Cold run time, cached render latency, and N bots running notebooks at once."""
-        from sciplat.services.notebooks.bots import BotClient, percentile
+        from sciplat.services.notebooks.bench import run_notebook_bench
+        from sciplat.services.notebooks.bots import collect_notebooks
 
         root = _root()
         paths = [root / f"{n}.ipynb" for n in names]
-        result: dict = {"cold": [], "cached": {}, "concurrent": {}}
-        lead = BotClient(url, admin_token, "bot-notebooks-bench")
+        missing = [str(p) for p in paths if not p.is_file()]
+        if missing:
+            raise click.ClickException(f"no such notebook: {', '.join(missing)}")
+        if every:
+            paths += [p for p in collect_notebooks(root) if p not in paths]
         try:
-            for path in paths:
-                report = lead.run(path, root)
-                result["cold"].append({
-                    "notebook": report.notebook, "status": report.status,
-                    "total_seconds": round(report.seconds, 3),
-                    "kernel_start_seconds": report.kernel_seconds,
-                    "execution_seconds": round(sum(c["seconds"] or 0 for c in report.cells), 3),
-                })  # fmt: skip
-                click.echo(f"cold {report.notebook}: {report.seconds:.2f} s", err=True)
-            job = lead.wait(lead.submit(paths[0], root, fresh=False), 600)
-            if job["status"] != "succeeded":
-                raise click.ClickException(f"{names[0]} did not succeed: {job['error']}")
-            html_times, post_times = [], []
-            for _ in range(renders):
-                t0 = time.perf_counter()
-                lead.api.get(f"/jobs/{job['id']}/html").raise_for_status()
-                html_times.append((time.perf_counter() - t0) * 1000)
-                t0 = time.perf_counter()
-                again = lead.submit(paths[0], root, fresh=False)
-                post_times.append((time.perf_counter() - t0) * 1000)
-                assert again["cached"], "expected a cached result"
-            result["cached"] = {
-                "renders": renders,
-                "html_ms_p50": round(percentile(html_times, 50), 2),
-                "html_ms_p95": round(percentile(html_times, 95), 2),
-                "resubmit_ms_p50": round(percentile(post_times, 50), 2),
-                "resubmit_ms_p95": round(percentile(post_times, 95), 2),
-            }
-        finally:
-            lead.close()
-        clients = [BotClient(url, admin_token, f"bot-notebooks-{i}") for i in range(bots)]
-        try:
-            from concurrent.futures import ThreadPoolExecutor
-
-            t0 = time.monotonic()
-            with ThreadPoolExecutor(max_workers=bots) as pool:
-                reports = list(pool.map(lambda b: b.run(paths[0], root), clients))
-            wall = time.monotonic() - t0
-        finally:
-            for bot in clients:
-                bot.close()
-        seconds = [r.seconds for r in reports]
-        result["concurrent"] = {
-            "bots": bots,
-            "notebook": reports[0].notebook if reports else None,
-            "success_rate": sum(r.ok for r in reports) / max(len(reports), 1),
-            "p50_seconds": round(percentile(seconds, 50), 2),
-            "p95_seconds": round(percentile(seconds, 95), 2),
-            "wall_seconds": round(wall, 2),
-            "failures": [r.error for r in reports if not r.ok],
-        }
+            result = run_notebook_bench(
+                url, admin_token, paths, root, bots=bots, renders=renders, spawn=spawn,
+                say=lambda m: click.echo(m, err=True),
+            )  # fmt: skip
+        except RuntimeError as exc:
+            raise click.ClickException(str(exc)) from exc
         if as_json:
-            click.echo(json.dumps(result, indent=2))
+            click.echo(json.dumps(result, indent=2, default=str))
         else:
-            click.echo(json.dumps(result, indent=2))
+            for c in result["cold"]:
+                click.echo(
+                    f"cold {c['notebook']:45} {c['status']:10} {c['total_seconds']:7.1f} s "
+                    f"(kernel {c['kernel_start_seconds']} s, cells {c['execution_seconds']} s)"
+                )
+            cached, conc = result["cached"], result["concurrent"]
+            click.echo(
+                f"cached html p50/p95 {cached['html_ms_p50']}/{cached['html_ms_p95']} ms, "
+                f"resubmit {cached['resubmit_ms_p50']}/{cached['resubmit_ms_p95']} ms "
+                f"(goal < {cached['goal_ms']:g} ms)"
+            )
+            click.echo(
+                f"{conc['bots']} bots at once: success {conc['success_rate']:.0%}, "
+                f"p50 {conc['p50_seconds']} s, p95 {conc['p95_seconds']} s, "
+                f"wall {conc['wall_seconds']} s"
+            )
         if os.environ.get("CI") and result["concurrent"]["success_rate"] < 1:
             sys.exit(1)

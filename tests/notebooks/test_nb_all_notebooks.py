@@ -11,8 +11,10 @@ that bot; any failure fails the test. The report, with per-cell timings, is kept
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
+import pwd
 import shutil
 import subprocess
 import sys
@@ -22,6 +24,7 @@ from pathlib import Path
 
 import httpx
 import nbformat
+import psutil
 import pytest
 
 import sciplat.notebooks
@@ -65,6 +68,7 @@ def platform(tiny_dataset: Path) -> Iterator[Platform]:
         yield platform
     finally:
         platform.stop()
+        _stop_bot_processes(BOT)  # dask clusters outlive the gateway by design
         _keep_logs(platform.settings)
         _remove_account(platform.settings, BOT)
         shutil.rmtree(data_dir, ignore_errors=True)
@@ -76,6 +80,27 @@ def _keep_logs(settings: Settings) -> None:
     target.mkdir(parents=True, exist_ok=True)
     for log in [*settings.run_dir.glob("*.log"), *settings.run_dir.glob("labs/*.log")]:
         shutil.copy(log, target / log.name)
+
+
+def _stop_bot_processes(user: str) -> None:
+    """End what still runs under the bot's own Unix account (only as root: otherwise it has
+    none)."""
+    if os.geteuid() != 0:
+        return
+    try:
+        uid = pwd.getpwnam(user).pw_uid
+    except KeyError:
+        return
+    procs = [
+        p for p in psutil.process_iter(["uids"]) if p.info["uids"] and p.info["uids"].real == uid
+    ]
+    for proc in procs:
+        with contextlib.suppress(psutil.Error):
+            proc.terminate()
+    _, alive = psutil.wait_procs(procs, timeout=10)
+    for proc in alive:
+        with contextlib.suppress(psutil.Error):
+            proc.kill()
 
 
 def _remove_account(settings: Settings, user: str) -> None:
