@@ -26,6 +26,7 @@ COMMAND_MODULES: list[str] = [
     "sciplat.pipelines.drp.commands",
     "sciplat.services.commands",
     "sciplat.services.images.commands",
+    "sciplat.services.mydb.commands",
     "sciplat.services.notebooks.commands",
     "sciplat.services.portal.commands",
     "sciplat.services.tap.commands",
