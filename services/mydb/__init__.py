@@ -45,7 +45,11 @@ def open_mydb(settings: Settings) -> MyDBService:
 async def startup(context: AppContext) -> None:
     from sciplat.services.mydb.tap import UserTables
 
-    service = open_mydb(context.settings)
+    try:
+        service = open_mydb(context.settings)
+    except Exception:  # the rest of the API service must still start
+        log.exception("MyDB could not start; its routes answer 503")
+        return
     context.state["mydb"] = service
     tap = context.state.get("tap")
     if tap is not None and tap.service is not None:
