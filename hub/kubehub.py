@@ -15,6 +15,7 @@ scheduler and worker image.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import sys
 import tempfile
@@ -28,6 +29,7 @@ from sciplat.config import KNOWN_SCOPES, Settings
 __all__ = ["configure_gateway", "configure_kubernetes", "gateway_lab_environment"]
 
 GiB = 2**30
+log = logging.getLogger("sciplat.hub")
 GATEWAY_PREFIX = "/services/dask-gateway"
 
 
@@ -115,6 +117,7 @@ def configure_kubernetes(c: Any, settings_dir: str | os.PathLike[str] = "/etc/sc
 
     configure_auth(c, settings)
     _configure_culler(c, settings)
+    _withhold_unsafe_scopes(c, settings_dir)
 
     release = os.environ.get("HELM_RELEASE_NAME", "")
     namespace = os.environ.get("POD_NAMESPACE", "default")
@@ -129,6 +132,36 @@ def configure_kubernetes(c: Any, settings_dir: str | os.PathLike[str] = "/etc/sc
         c.Spawner.environment.update(c.KubeSpawner["environment"])
     if release and any(s.get("name") == "dask-gateway" for s in services):
         c.Spawner.environment.update(gateway_lab_environment(settings, release, namespace))
+
+
+def _withhold_unsafe_scopes(c: Any, settings_dir: Path) -> None:
+    """Withhold ``custom:notebooks:exec`` unless the chart's ``policy.json`` allows it.
+
+    On Kubernetes a notebook run is a child process of a service pod (its uid, its hub token,
+    database password and S3 keys in reach), so granting the scope is the operator's explicit
+    choice (``notebookExecution.allowInServicePods``), not a default.
+    """
+    path = settings_dir / "policy.json"
+    policy = json.loads(path.read_text()) if path.exists() else {}
+    if policy.get("notebook_exec", False):
+        return
+    scope = "custom:notebooks:exec"
+    withheld = []
+    for role in c.JupyterHub.get("load_roles") or []:
+        if scope in role.get("scopes", []):
+            role["scopes"] = [s for s in role["scopes"] if s != scope]
+            withheld.append(role["name"])
+    c.Spawner.server_token_scopes = [s for s in c.Spawner.server_token_scopes if s != scope]
+    c.Spawner.oauth_client_allowed_scopes = [
+        s for s in c.Spawner.oauth_client_allowed_scopes if s != scope
+    ]
+    if withheld:
+        log.warning(
+            "%s withheld from roles %s: notebook runs would share a service pod's uid and "
+            "credentials; set notebookExecution.allowInServicePods to grant it",
+            scope,
+            ", ".join(withheld),
+        )
 
 
 def _deployed(services: list[dict[str, Any]], settings_dir: Path) -> list[dict[str, Any]]:

@@ -25,12 +25,14 @@ GiB = 2**30
 
 
 def settings_dir(docs: list[dict], path: Path) -> Path:
+    path.mkdir(parents=True, exist_ok=True)
     data = one(docs, "Secret", "sciplat-settings")["stringData"]
     for key in (
         "settings.json",
         "kubernetes.json",
         "datasets.json",
         "components.json",
+        "policy.json",
         "portal-channel-secret",
     ):
         (path / key).write_text(data[key])
@@ -203,3 +205,31 @@ def test_components_the_release_does_not_deploy_are_not_registered(rendered, tmp
     ]
     assert "portal-access" not in {r["name"] for r in c.JupyterHub.load_roles}
     assert "FIREFLY_URL" not in c.Spawner.environment.get_value({})
+
+
+def test_notebook_execution_is_withheld_unless_the_operator_accepts_the_risk(
+    rendered, tmp_path, caplog
+):
+    scope = "custom:notebooks:exec"
+    # defaults: every group would hold it (as on one machine) ...
+    minimal = settings_dir(rendered["minimal"], tmp_path / "minimal")
+    assert any(scope in g.scopes for g in rendered_settings(rendered["minimal"]).groups.values())
+    c = z2jh_config()
+    with caplog.at_level("WARNING", logger="sciplat.hub"):
+        configure_kubernetes(c, minimal)
+    # ... but on Kubernetes no role, lab token or OAuth client gets it
+    for role in c.JupyterHub.load_roles:
+        assert scope not in role.get("scopes", []), role["name"]
+    assert scope not in c.Spawner.server_token_scopes
+    assert scope not in c.Spawner.oauth_client_allowed_scopes
+    assert "custom:tap:read" in c.Spawner.server_token_scopes
+    assert "notebookExecution.allowInServicePods" in caplog.text
+
+    # large-values accepts it explicitly: the groups' scopes stand
+    large = settings_dir(rendered["large"], tmp_path / "large")
+    c = z2jh_config()
+    configure_kubernetes(c, large)
+    roles = {r["name"]: r for r in c.JupyterHub.load_roles}
+    assert scope in roles["group-users"]["scopes"]
+    assert scope not in roles["group-survey"]["scopes"]  # the group never had it
+    assert scope in c.Spawner.server_token_scopes
