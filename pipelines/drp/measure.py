@@ -3,8 +3,9 @@
 Plain functions on :class:`~sciplat.pipelines.butler_io.SimExposure` images, so they can be
 tested on synthetic images with known answers; :mod:`.tasks` wraps them as PipelineTasks.
 
-- :func:`coadd`: inverse-variance weighted mean of images warped onto one grid; the coadd PSF
-  is the same weighted mean of the inputs' PSF stamps (:func:`coadd_psf`), as Rubin's CoaddPsf.
+- :func:`coadd`: weighted mean (one inverse-variance weight per image) of images warped onto
+  one grid; the coadd PSF is the same weighted mean of the inputs' PSF stamps
+  (:func:`coadd_psf`), as Rubin's CoaddPsf.
 - :func:`detect_multiband`: one detection image (inverse-variance weighted mean of the band
   coadds, so an object faint in every band but significant in their sum is found), ``sep``
   detection and deblending, windowed centroids.
@@ -43,15 +44,18 @@ _NO_DATA = 1 << MASK_PLANES["NO_DATA"]
 def coadd(
     images: Iterable[SimExposure], wcs: WCS, shape: tuple[int, int]
 ) -> tuple[SimExposure, list[float]]:
-    """Inverse-variance weighted coadd of *images* on (*wcs*, *shape*).
+    """Weighted mean of *images* warped onto (*wcs*, *shape*).
 
-    *images* may be a generator: one input is held in memory at a time.
-
-    Returns the coadd (image, variance, NO_DATA mask where nothing contributed) and each
-    input's total weight over the grid (0 for an input that does not overlap it).
+    Each image has one weight, the inverse of its median variance (sky + read noise), as
+    Rubin's coadds do: per-pixel inverse-variance weights would include the sources' own
+    Poisson noise and bias bright sources low. The variance plane is propagated
+    (sum of w^2 var / (sum of w)^2). *images* may be a generator: one input is held in memory
+    at a time. Returns the coadd (NO_DATA where nothing contributed) and each input's weight
+    times the number of its good pixels on the grid (0 for an input that does not overlap).
     """
     num = np.zeros(shape)
     den = np.zeros(shape)
+    var = np.zeros(shape)
     weights = []
     for im in images:
         # Warp only the bounding box the image covers.
@@ -69,13 +73,18 @@ def coadd(
         sub.wcs.set()
         warped = imaging.warp(im, sub, (y1 - y0, x1 - x0))
         good = ~warped.mask_of("NO_DATA", "BAD", "SAT") & (warped.variance > 0)
-        w = np.where(good, 1.0 / np.where(good, warped.variance, 1.0), 0.0)
-        num[y0:y1, x0:x1] += w * warped.image
-        den[y0:y1, x0:x1] += w
-        weights.append(float(w.sum()))
+        if not good.any():
+            weights.append(0.0)
+            continue
+        w = 1.0 / float(np.median(warped.variance[good]))
+        num[y0:y1, x0:x1] += np.where(good, w * warped.image, 0.0)
+        den[y0:y1, x0:x1] += np.where(good, w, 0.0)
+        var[y0:y1, x0:x1] += np.where(good, w * w * warped.variance, 0.0)
+        weights.append(w * float(good.sum()))
     covered = den > 0
-    image = np.where(covered, num / np.where(covered, den, 1.0), 0.0)
-    variance = np.where(covered, 1.0 / np.where(covered, den, 1.0), 0.0)
+    safe = np.where(covered, den, 1.0)
+    image = np.where(covered, num / safe, 0.0)
+    variance = np.where(covered, var / safe**2, 0.0)
     mask = np.where(covered, 0, _NO_DATA).astype(np.int32)
     out = SimExposure(
         image=image.astype(np.float32),

@@ -96,7 +96,8 @@ def test_objects_match_truth(release: dict, catalog) -> None:
         "SELECT o.coord_ra, o.coord_dec, o.r_psfFlux, o.r_psfFluxErr, t.ra, t.dec, t.flux_r "
         "FROM dp1.Object AS o JOIN truth.MatchesTruth AS m ON m.match_objectId = o.objectId "
         "JOIN truth.TruthSummary AS t ON t.id = m.id WHERE m.is_good_match = 1 "
-        "AND t.truth_type = 'star' AND t.is_variable = 0 AND t.mag_r < 22.5",
+        "AND t.truth_type = 'star' AND t.is_variable = 0 AND t.mag_r < 22.5 "
+        "AND o.r_psfFlux IS NOT NULL",
     )
     assert len(rows) > 20
     ra, dec, flux, err, t_ra, t_dec, t_flux = (
@@ -124,7 +125,7 @@ def test_forced_photometry_of_constant_stars_agrees_with_the_coadd(catalog) -> N
         "AS f JOIN truth.MatchesTruth AS m ON m.match_objectId = f.objectId JOIN "
         "truth.TruthSummary AS t ON t.id = m.id WHERE f.band = 'r' AND t.truth_type = 'star' "
         "AND t.is_variable = 0 AND m.is_good_match = 1 AND t.mag_r < 21 "
-        "AND f.psfFlux_flag = 0 AND f.pixelFlags_edge = 0",
+        "AND f.psfDiffFlux IS NOT NULL AND f.pixelFlags_edge = 0",
     )
     assert len(rows) > 30
     diff = np.array([r["psfDiffFlux"] for r in rows])
