@@ -120,6 +120,21 @@ RENDER_FAILURES = [
         "externalDatabase.existingSecret",
     ),
     ({"objectStore": {"enabled": True}}, "objectStore.existingSecret"),
+    (
+        {
+            "sciplat": {
+                "images": [
+                    {
+                        "name": "recommended",
+                        "tag": "recommended",
+                        "container_image": "ghcr.io/sciplat/lab:r2_0_0",
+                    }
+                ]
+            }
+        },
+        "jupyterhub.singleuser.image (ghcr.io/sciplat/lab:recommended) must be the recommended "
+        "lab image (ghcr.io/sciplat/lab:r2_0_0)",
+    ),
 ]
 
 
@@ -260,6 +275,20 @@ def test_in_cluster_postgresql_has_pgsphere_and_a_generated_password(rendered):
     assert sts["spec"]["template"]["spec"]["containers"][0]["image"] == (
         "ghcr.io/sciplat/postgres:0.1.0"
     )
+
+
+@pytest.mark.parametrize("name", ["minimal", "production", "large"])
+def test_z2jh_hook_prepuller_pulls_the_recommended_image_before_upgrades(name):
+    values = values_of(name)
+    with helm_python.Chart.load(CHART_DIR) as chart:
+        merged = chart.merge_values(values)
+    jh = merged["jupyterhub"]
+    assert jh["prePuller"]["hook"]["enabled"] is True
+    assert jh["prePuller"]["continuous"]["enabled"] is False  # sciplat-prepuller does that
+    assert jh["prePuller"]["pullProfileListImages"] is False
+    recommended = next(i for i in merged["sciplat"]["images"] if i["tag"] == "recommended")
+    image = jh["singleuser"]["image"]
+    assert f"{image['name']}:{image['tag']}" == recommended["container_image"]
 
 
 def test_prepuller_keeps_the_configured_tags_cached(rendered):

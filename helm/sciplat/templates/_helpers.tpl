@@ -130,6 +130,16 @@ gateway.dask.org/instance: {{ printf "%s-dask-gateway" .Release.Name }}
 {{- fail (printf "sciplat.images[%d].container_image: image %q has no container image; the Kubernetes backend needs one" $i $img.name) -}}
 {{- end -}}
 {{- end -}}
+{{- $jh := .Values.jupyterhub -}}
+{{- if and $jh.enabled (dig "prePuller" "hook" "enabled" false $jh) -}}
+{{- $recommended := "" -}}
+{{- range .Values.sciplat.images }}{{ if and (eq (.tag | default "release") "recommended") (not $recommended) }}{{ $recommended = .container_image }}{{ end }}{{ end -}}
+{{- $img := dig "singleuser" "image" dict $jh -}}
+{{- $pulled := printf "%s:%s" ($img.name | default "") (toString ($img.tag | default "")) -}}
+{{- if and $recommended (ne $pulled $recommended) -}}
+{{- fail (printf "jupyterhub.singleuser.image (%s) must be the recommended lab image (%s): z2jh's hook pre-puller pulls it before an upgrade completes" $pulled $recommended) -}}
+{{- end -}}
+{{- end -}}
 {{- $node := .Values.labs.largestNode -}}
 {{- if $node.cpu -}}
 {{- $mem := include "sciplat.bytes" $node.memory | float64 -}}
