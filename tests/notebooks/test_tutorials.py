@@ -10,7 +10,8 @@ import pytest
 import sciplat.notebooks as nb
 
 EXPECTED = {"01-platform-tour.ipynb", "02-tap-adql.ipynb", "03-images-butler-sia-soda.ipynb",
-            "04-portal-and-notebook.ipynb", "06-time-domain.ipynb"}  # fmt: skip
+            "04-portal-and-notebook.ipynb", "05-dask-gateway.ipynb",
+            "06-time-domain.ipynb"}  # fmt: skip
 
 
 def test_tutorials_are_valid_notebooks_with_plots():
