@@ -94,3 +94,28 @@ def test_tag_scheme_matches_the_menu():
         image_tag("release", version="v1")
     with pytest.raises(ValueError, match="not a sciplat lab image"):
         spec_for_image("docker.io/jupyter/base-notebook:recommended")
+
+
+def test_services_image_carries_the_portal_npm_packages_where_the_portal_looks(
+    tmp_path, monkeypatch
+):
+    from sciplat.services.portal.app import aladin_path
+
+    text = (dockerfiles.IMAGES_DIR / "services" / "Dockerfile").read_text()
+    for package in dockerfiles.PORTAL_NPM:
+        assert f"--prefix /opt/sciplat/node {package}" in text
+    assert (
+        "COPY --from=portal-npm /opt/sciplat/node/node_modules /opt/sciplat/node/node_modules"
+        in (text)
+    )
+    # the image's layout is the one aladin_path() resolves under the default prefix
+    monkeypatch.setenv("SCIPLAT_PREFIX", str(tmp_path))
+    js = tmp_path / "node" / "node_modules" / "aladin-lite" / "dist" / "aladin.js"
+    assert aladin_path() is None
+    js.parent.mkdir(parents=True)
+    js.write_text("/* aladin */")
+    assert aladin_path() == js
+    # one npm spec for both shapes: the local setup installs the same package
+    monkeypatch.setattr(dockerfiles, "SETUP_SH", tmp_path / "setup.sh")
+    (tmp_path / "setup.sh").write_text("npm install --prefix x aladin-lite@2\n")
+    assert "scripts/setup.sh does not install aladin-lite@3 as the image does" in check()
