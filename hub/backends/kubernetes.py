@@ -102,6 +102,13 @@ def _gib(n: float) -> str:
 
 
 @dataclass(frozen=True)
+class _Response:
+    """What ``ApiClient.deserialize`` reads from a response: its body."""
+
+    data: str
+
+
+@dataclass(frozen=True)
 class PodEvent:
     """The fields of a Kubernetes Event the backend reads (from a watch's raw JSON)."""
 
@@ -292,6 +299,13 @@ class KubernetesBackend(SpawnerBackend):
         ``$KUBECONFIG``), as KubeSpawner's ``k8s_api_host``.""",
     ).tag(config=True)
 
+    watch_pods = Bool(
+        True,
+        help="""Read lab pods' status from KubeSpawner's ``PodReflector`` (one watch on lab
+        pods in the namespace) instead of one API read per status check of a starting lab and
+        per poll of a running one. Not used with :attr:`api_factory`.""",
+    ).tag(config=True)
+
     watch_events = Bool(
         True,
         help="""Follow lab pods' events with KubeSpawner's ``EventReflector``: one watch on pod
@@ -314,7 +328,7 @@ class KubernetesBackend(SpawnerBackend):
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self._api: Any = None
-        self._event_reflector: Any = None
+        self._reflectors: dict[str, Any] = {}
         self._reflector_lock = asyncio.Lock()
         if self.config_file:
             self._load_config_file(self.config_file)
@@ -341,43 +355,79 @@ class KubernetesBackend(SpawnerBackend):
                 self._api = factory()
         return self._api
 
-    async def event_reflector(self) -> Any:
-        """KubeSpawner's EventReflector for pod events in :attr:`namespace` (started once), or
-        None when events are listed instead (:attr:`watch_events` off, a test API, or the watch
-        could not start - then starts still work, with one list call per status read)."""
-        if not self.watch_events or self.api_factory is not None:
+    async def _reflector(self, kind: str) -> Any:
+        """KubeSpawner's reflector (``pods`` or ``events``) for :attr:`namespace`, started once
+        and shared by every start and poll; None when the API is read instead (the watch is
+        off, a test API, or it could not start - then everything still works, with one API
+        call per read)."""
+        enabled = self.watch_pods if kind == "pods" else self.watch_events
+        if not enabled or self.api_factory is not None:
             return None
         async with self._reflector_lock:
-            if self._event_reflector is None:
-                from kubespawner.spawner import EventReflector
+            if kind not in self._reflectors:
+                from kubespawner.spawner import EventReflector, PodReflector
 
                 await self.api()  # loads the client configuration the reflector uses
-                reflector = EventReflector(
-                    parent=self,
-                    namespace=self.namespace,
-                    fields={"involvedObject.kind": "Pod"},
-                    omit_namespace=False,
-                    on_failure=self._reflector_failed,
-                )
+                if kind == "pods":
+                    reflector = PodReflector(
+                        parent=self,
+                        namespace=self.namespace,
+                        labels={**self.common_labels, "component": self.component_label},
+                        omit_namespace=False,
+                        on_failure=lambda: self._reflector_failed("pods"),
+                    )
+                else:
+                    reflector = EventReflector(
+                        parent=self,
+                        namespace=self.namespace,
+                        fields={"involvedObject.kind": "Pod"},
+                        omit_namespace=False,
+                        on_failure=lambda: self._reflector_failed("events"),
+                    )
                 try:
                     await reflector.start()
                 except Exception as exc:
-                    self.log.warning("Cannot watch pod events (%s); listing them instead", exc)
-                    self.watch_events = False
+                    self.log.warning("Cannot watch %s (%s); reading them instead", kind, exc)
+                    self._reflector_failed(kind)
                     return None
-                self._event_reflector = reflector
-            return self._event_reflector
+                self._reflectors[kind] = reflector
+            return self._reflectors[kind]
 
-    def _reflector_failed(self) -> None:
-        self.log.error("The pod event watch gave up; listing events from now on")
-        self._event_reflector = None
-        self.watch_events = False
+    async def event_reflector(self) -> Any:
+        """The shared watch on pod events (None: events are listed)."""
+        return await self._reflector("events")
+
+    def _reflector_failed(self, kind: str) -> None:
+        self.log.error("The %s watch gave up; reading them from the API from now on", kind)
+        self._reflectors.pop(kind, None)
+        if kind == "pods":
+            self.watch_pods = False
+        else:
+            self.watch_events = False
+
+    async def _read_pod(
+        self, api: Any, name: str, namespace: str | None = None, uid: str | None = None
+    ) -> Any:
+        """Pod *name* as a V1Pod: from the shared pod watch, else read (one API call).
+
+        A pod the watch has not seen (just created, or gone), or an earlier pod of the same
+        name the watch still holds (*uid* differs), is read, so a 404 still means gone and
+        nothing is missed while the watch catches up.
+        """
+        namespace = namespace or self.namespace
+        reflector = await self._reflector("pods")
+        raw = reflector.pods.get(f"{namespace}/{name}") if reflector is not None else None
+        if raw is not None and uid and raw["metadata"].get("uid") != uid:
+            raw = None
+        if raw is None:
+            return await api.read_namespaced_pod(name, namespace)
+        return api.api_client.deserialize(_Response(json.dumps(raw)), "V1Pod")
 
     async def close(self) -> None:
-        """Stop the event watch (hub shutdown, tests)."""
-        if self._event_reflector is not None:
-            await self._event_reflector.stop()
-            self._event_reflector = None
+        """Stop the shared watches (hub shutdown, tests)."""
+        for reflector in list(self._reflectors.values()):
+            await reflector.stop()
+        self._reflectors.clear()
 
     # -- names and identity --------------------------------------------------------------------
     def pod_name(self, spec: LabSpec) -> str:
@@ -643,10 +693,10 @@ class KubernetesBackend(SpawnerBackend):
         # events of an earlier pod of the same name are not this start's (KubeSpawner's
         # _last_event marker does the same)
         stale = {k for k in map(_event_uid, await self._events(api, name)) if k}
-        await self._create_pod(api, pod)
+        uid = await self._create_pod(api, pod)
         yield dict(state)
 
-        pod_ip = await self._wait_running(api, name, spec, progress, stale)
+        pod_ip = await self._wait_running(api, name, spec, progress, stale, uid)
         progress(90, "Your lab is running; connecting it to the hub")
         state["url"] = f"http://{pod_ip}:{self.port}"
         yield state
@@ -709,13 +759,14 @@ class KubernetesBackend(SpawnerBackend):
             if getattr(exc, "status", None) != 409:  # 409: exists (a returning user's home)
                 raise
 
-    async def _create_pod(self, api: Any, pod: Any) -> None:
-        """Create *pod*; a leftover pod of the same name (hub lost its state) is replaced."""
+    async def _create_pod(self, api: Any, pod: Any) -> str | None:
+        """Create *pod* (its uid is returned); a leftover pod of the same name (hub lost its
+        state) is replaced."""
         name = pod.metadata.name
         for _ in range(2):
             try:
-                await api.create_namespaced_pod(self.namespace, pod)
-                return
+                created = await api.create_namespaced_pod(self.namespace, pod)
+                return getattr(getattr(created, "metadata", None), "uid", None)
             except Exception as exc:
                 if getattr(exc, "status", None) != 409:
                     raise
@@ -750,15 +801,17 @@ class KubernetesBackend(SpawnerBackend):
         spec: LabSpec,
         progress: ProgressFn,
         stale: set[str] = frozenset(),  # type: ignore[assignment]
+        uid: str | None = None,
     ) -> str:
-        """Wait for the pod to run; raise with the real cause when it cannot."""
+        """Wait for the pod (the one with *uid*, when known) to run; raise with the real cause
+        when it cannot."""
         seen: set[str] = set(stale)
         percent = 25
         unschedulable_since: float | None = None
         interval = self.poll_interval
         image = spec.options.image
         while True:
-            pod = await api.read_namespaced_pod(name, self.namespace)
+            pod = await self._read_pod(api, name, uid=uid)
             events = await self._events(api, name)
             events = [e for e in events if _event_key(e) not in stale]
             for event in events:
@@ -866,9 +919,7 @@ class KubernetesBackend(SpawnerBackend):
             return 0
         api = await self.api()
         try:
-            pod = await api.read_namespaced_pod(
-                state["pod"], state.get("namespace", self.namespace)
-            )
+            pod = await self._read_pod(api, state["pod"], state.get("namespace"))
         except Exception as exc:
             if getattr(exc, "status", None) == 404:
                 return 0

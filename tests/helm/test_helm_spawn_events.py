@@ -8,6 +8,7 @@ the hub), the backend configured from the chart's rendered ``kubernetes.json``.
 
 from __future__ import annotations
 
+import asyncio
 import json
 from pathlib import Path
 from typing import Any
@@ -181,11 +182,12 @@ async def test_missing_image_fails_with_the_registry_answer_and_events_come_from
     # the kubelet's and scheduler's own words reached the progress page
     assert "[Scheduled] Successfully assigned sciplat/lab-alice to user-node-3" in messages
     assert f'[Pulling] Pulling image "{WEEKLY}"' in messages
-    # events came from KubeSpawner's reflector: one watch, not one list per status read
-    assert "watch events" in api.requests
-    assert api.requests.count("read pod") >= 4
+    # pod states and events came from KubeSpawner's reflectors: a watch each, not one read
+    # and one list per status check (at most one read: a pod the watch has not shown yet)
+    assert "watch events" in api.requests and "watch pods" in api.requests
+    assert api.requests.count("read pod") <= 1
     assert api.requests.count("list events") <= 2
-    assert backend._event_reflector is not None
+    assert set(backend._reflectors) == {"pods", "events"}
 
 
 async def test_unschedulable_lab_fails_with_the_scheduler_message(cluster):
@@ -268,3 +270,20 @@ async def test_largest_node_from_values_refuses_a_size_at_spawn_without_asking_f
     states, _ = await start(backend, spec({"size": "small"}))
     assert states[-1]["url"].endswith(":8888")
     assert "list nodes" not in api.requests
+
+
+async def test_polls_of_running_labs_cost_no_api_call_and_see_a_vanished_pod(cluster):
+    api, backend = await cluster([Step(PENDING, [scheduled()]), Step(RUNNING)])
+    states, _ = await start(backend, spec())
+    api.requests.clear()
+    for _ in range(5):
+        assert await backend.poll(states[-1]) is None  # running
+    assert api.requests == []  # from the watch: 3000 labs polled cost the API server nothing
+    api.delete_pod(POD)  # evicted, or deleted by an operator
+    for _ in range(100):
+        if await backend.poll(states[-1]) == 0:
+            break
+        await asyncio.sleep(0.02)
+    assert await backend.poll(states[-1]) == 0
+    await backend.stop(states[-1], now=True)  # the pod is gone already: stop still succeeds
+    assert "delete secrets" in api.requests
