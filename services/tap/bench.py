@@ -162,6 +162,19 @@ DACHS_FORMATS = {
 }
 
 
+#: Sent with every query: TAP 1.0 servers (DaCHS 2.7) refuse queries without LANG, answering
+#: HTTP 200 with an error document - which would otherwise be timed as a fast answer.
+_TAP10 = {"LANG": "ADQL", "REQUEST": "doQuery"}
+
+
+def _checked(response: httpx.Response) -> httpx.Response:
+    """*response*, or RuntimeError if it is an HTTP or a VOTable (QUERY_STATUS) error."""
+    response.raise_for_status()
+    if b'name="QUERY_STATUS" value="ERROR"' in response.content[:4096]:
+        raise RuntimeError(f"query failed: {response.text[:400]}")
+    return response
+
+
 def _client(headers: dict[str, str] | None = None) -> httpx.Client:
     return httpx.Client(headers=_HEADERS if headers is None else headers, timeout=600)
 
@@ -187,8 +200,7 @@ def _throughput(
         with _client(headers) as client:
             while time.monotonic() < stop:
                 started = time.perf_counter()
-                response = client.get(f"{url}/sync", params={"QUERY": _cone_query(rng)})
-                response.raise_for_status()
+                _checked(client.get(f"{url}/sync", params={"QUERY": _cone_query(rng), **_TAP10}))
                 with lock:
                     latencies.append(time.perf_counter() - started)
 
@@ -220,9 +232,16 @@ def _timed(repeat: int, action: Callable[[], None]) -> dict[str, float]:
 def _async_once(client: httpx.Client, url: str) -> None:
     created = client.post(
         f"{url}/async",
-        data={"QUERY": "SELECT COUNT(*) AS n FROM dp1.Object WHERE objectId < 100", "PHASE": "RUN"},
+        data={
+            "QUERY": "SELECT COUNT(*) AS n FROM dp1.Object WHERE objectId < 100",
+            "PHASE": "RUN",
+            **_TAP10,
+        },
     )
-    job = created.url
+    if created.status_code != 303 or "location" not in created.headers:
+        raise RuntimeError(f"job creation answered {created.status_code}: {created.text[:300]}")
+    # The job is where the 303 points (httpx does not follow redirects by itself).
+    job = str(created.url.join(created.headers["location"]))
     # Some servers (DaCHS 2.7) ignore PHASE=RUN on creation; asking again is harmless.
     client.post(f"{job}/phase", data={"PHASE": "RUN"})
     deadline = time.monotonic() + 120
@@ -236,6 +255,30 @@ def _async_once(client: httpx.Client, url: str) -> None:
     raise RuntimeError("async job did not complete")
 
 
+def _rows_in(path: Path, fmt: str) -> int | None:
+    """Rows in a downloaded result (None for BINARY/BINARY2 VOTables, which are only checked
+    for ERROR and OVERFLOW markers); RuntimeError for an error document."""
+    data_tail = path.read_bytes()[-4096:] if path.stat().st_size else b""
+    if b'value="ERROR"' in data_tail or b"value='ERROR'" in data_tail:
+        raise RuntimeError(f"query failed: {data_tail[-400:].decode(errors='replace')}")
+    if fmt in ("csv", "tsv"):  # lines, less the header (the last line may lack its newline)
+        with path.open("rb") as handle:
+            lines = sum(chunk.count(b"\n") for chunk in iter(lambda: handle.read(1 << 22), b""))
+        return lines - 1 + (not data_tail.endswith(b"\n"))
+    if fmt == "fits":
+        from astropy.io import fits
+
+        return int(fits.getheader(path, 1)["NAXIS2"])
+    if fmt == "parquet":
+        import pyarrow.parquet as pq
+
+        return pq.ParquetFile(path).metadata.num_rows
+    if fmt == "votable/td":
+        with path.open("rb") as handle:
+            return sum(chunk.count(b"<TR") for chunk in iter(lambda: handle.read(1 << 22), b""))
+    return None
+
+
 def _streaming(
     client: httpx.Client,
     url: str,
@@ -243,49 +286,48 @@ def _streaming(
     formats: dict[str, str],
     headers: dict[str, str],
 ) -> dict[str, Any]:
-    """Rows/s per format; the body is read by curl when available (a C client, so the number
-    is the server's, not Python's)."""
+    """Rows/s per format, read by curl (a C client, so the number is the server's, not
+    Python's) into a scratch file that is then checked: an error document or a truncated
+    result is reported as such, never timed as a fast answer."""
     import shutil
     import subprocess
 
     query = f"SELECT TOP {rows} objectId, coord_ra, coord_dec, g_psfFlux FROM dp1.Object"
     curl = shutil.which("curl")
-    results = {}
-    for fmt, value in formats.items():
-        params = {"QUERY": query, "RESPONSEFORMAT": value, "MAXREC": str(rows)}
-        started = time.perf_counter()
-        if curl:
+    if curl is None:
+        raise RuntimeError("the streaming benchmark needs curl")
+    header_args = [arg for k, v in headers.items() for arg in ("-H", f"{k}: {v}")]
+    results: dict[str, Any] = {}
+    with tempfile.TemporaryDirectory(prefix="sciplat-bench-stream-") as tmp:
+        out = Path(tmp) / "result"
+        for fmt, value in formats.items():
+            params = {"QUERY": query, "RESPONSEFORMAT": value, "MAXREC": str(rows), **_TAP10}
             full = str(httpx.URL(f"{url}/sync", params=params))
+            started = time.perf_counter()
             done = subprocess.run(
-                [
-                    curl,
-                    "-sS",
-                    "-f",
-                    "-o",
-                    "/dev/null",
-                    "-w",
-                    "%{size_download}",
-                    "-H",
-                    f"Authorization: Bearer {_TOKEN}",
-                    full,
-                ],
+                [curl, "-sS", "-f", "-o", str(out), "-w", "%{size_download}", *header_args, full],
                 capture_output=True,
                 text=True,
-                check=True,
             )
-            size = int(float(done.stdout.strip() or 0))
-        else:
-            size = 0
-            with client.stream("GET", f"{url}/sync", params=params) as response:
-                response.raise_for_status()
-                for chunk in response.iter_bytes():
-                    size += len(chunk)
-        elapsed = time.perf_counter() - started
-        results[fmt] = {
-            "rows_per_s": round(rows / elapsed),
-            "seconds": round(elapsed, 3),
-            "bytes": size,
-        }
+            elapsed = time.perf_counter() - started
+            if done.returncode:
+                results[fmt] = {"error": done.stderr.strip()[:400]}
+                continue
+            try:
+                returned = _rows_in(out, fmt)
+            except RuntimeError as exc:
+                results[fmt] = {"error": str(exc)}
+                continue
+            tail = out.read_bytes()[-2048:]
+            truncated = (returned is not None and returned != rows) or b"OVERFLOW" in tail
+            results[fmt] = {
+                "rows_per_s": round((returned or rows) / elapsed),
+                "seconds": round(elapsed, 3),
+                "bytes": int(float(done.stdout.strip() or 0)),
+                "rows": returned if returned is not None else "not counted (no error/overflow)",
+            }
+            if truncated:
+                results[fmt]["truncated"] = True
     return results
 
 
@@ -311,14 +353,12 @@ def _measure(
         progress("sync latency")
         result["sync_latency"] = _timed(
             30,
-            lambda: client.get(
-                f"{url}/sync",
-                params={
-                    "QUERY": "SELECT TOP 1 objectId FROM dp1.Object",
-                    "REQUEST": "doQuery",
-                    "LANG": "ADQL",
-                },
-            ).raise_for_status(),
+            lambda: _checked(
+                client.get(
+                    f"{url}/sync",
+                    params={"QUERY": "SELECT TOP 1 objectId FROM dp1.Object", **_TAP10},
+                )
+            ),
         )
         progress("async floor")
         try:

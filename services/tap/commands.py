@@ -53,6 +53,7 @@ def _measured_ratios(report: dict) -> dict:
             "stream": {
                 fmt: round(result["stream"][fmt]["rows_per_s"] / s["rows_per_s"], 1)
                 for fmt, s in dachs["stream"].items()
+                if "rows_per_s" in s and "rows_per_s" in result["stream"].get(fmt, {})
             },
         }
     return ratios
@@ -74,6 +75,7 @@ def _ratios(report: dict) -> dict:
             "stream_vs_dachs": {
                 fmt: round(result["stream"][fmt]["rows_per_s"] / rate, 1)
                 for fmt, rate in DACHS_REFERENCE["stream_rows_per_s"].items()
+                if "rows_per_s" in result["stream"].get(fmt, {})
             },
         }
     return ratios

@@ -35,7 +35,7 @@ from sciplat.services.tap.storage.base import Catalog
 from sciplat.services.tap.upload import UploadSpec, parse_upload_param, read_upload
 from sciplat.services.tap.votable.fields import fields_for
 from sciplat.services.tap.votable.formats import OutputFormat, output_format
-from sciplat.services.tap.votable.stream import ResultStream, RowLimiter
+from sciplat.services.tap.votable.stream import ResultStream, RowLimiter, prefetched
 
 __all__ = ["JOB_PARAMETERS", "TapRequest", "TapService", "parse_request"]
 
@@ -251,7 +251,7 @@ class TapService:
 
         generator = body()
         weakref.finalize(generator, release)
-        return generator
+        return prefetched(generator)
 
     def _record_sync(
         self, user: str, request: TapRequest, started: float, status: str, stream: ResultStream

@@ -266,3 +266,38 @@ def test_binary2_document_is_rfc2045_base64(sample_catalog, tap_schema) -> None:
     assert all(len(line) == 76 for line in lines[:-2]) and len(lines[-2]) <= 76
     assert lines[-1] == b""
     assert len(base64.b64decode(body)) > 40
+
+
+def test_prefetched_stream_propagates_and_stops() -> None:
+    """The producer thread hands chunks over in order, re-raises the writer's error in the
+    consumer, and, when the consumer leaves early, stops and runs the writer's ``finally``."""
+    import threading
+    import time
+
+    from sciplat.services.tap.votable.stream import prefetched
+
+    assert list(prefetched(iter([b"a", b"b", b"c"]))) == [b"a", b"b", b"c"]
+
+    def failing():
+        yield b"x"
+        raise ValueError("broken mid-stream")
+
+    with pytest.raises(ValueError, match="mid-stream"):
+        list(prefetched(failing()))
+
+    finished = threading.Event()
+
+    def endless():
+        try:
+            while True:
+                yield b"y" * 10
+        finally:
+            finished.set()
+
+    consumer = prefetched(endless())
+    assert next(consumer) == b"y" * 10
+    consumer.close()  # the client went away
+    deadline = time.monotonic() + 5
+    while not finished.is_set():
+        assert time.monotonic() < deadline, "the producer kept running"
+        time.sleep(0.05)
