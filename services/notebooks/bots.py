@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import yaml
 
 __all__ = ["BotClient", "NotebookReport", "collect_notebooks", "run_all"]
 
@@ -209,6 +210,17 @@ def collect_notebooks(root: Path) -> list[Path]:
     return sorted(p for p in root.rglob("*.ipynb") if ".ipynb_checkpoints" not in p.parts)
 
 
+def _declared_timeout(notebook: Path) -> float:
+    """The ``timeout`` a template's sidecar declares (0 without one): how long its author
+    expects it may run."""
+    sidecar = notebook.with_suffix(".yaml")
+    try:
+        value = yaml.safe_load(sidecar.read_text()).get("timeout", 0)
+        return float(value)
+    except (OSError, AttributeError, TypeError, ValueError, yaml.YAMLError):
+        return 0.0
+
+
 def run_all(
     bots: list[BotClient],
     notebooks: list[Path],
@@ -218,18 +230,19 @@ def run_all(
     timeout: float = 1800,
     progress: Callable[[NotebookReport], None] | None = None,
 ) -> list[NotebookReport]:
-    """Each bot runs every notebook (bots in parallel; each bot *jobs* notebooks at once).
-    Reports come back in (bot, notebook) order."""
+    """Each bot runs every notebook (bots in parallel; each bot *jobs* notebooks at once, the
+    longest first by their sidecar's timeout). Reports come back in (bot, notebook) order."""
+    order = sorted(range(len(notebooks)), key=lambda i: -_declared_timeout(notebooks[i]))
 
     def one_bot(bot: BotClient) -> list[NotebookReport]:
-        def one(notebook: Path) -> NotebookReport:
-            report = bot.run(notebook, root, timeout)
+        def one(index: int) -> tuple[int, NotebookReport]:
+            report = bot.run(notebooks[index], root, timeout)
             if progress:
                 progress(report)
-            return report
+            return index, report
 
         with ThreadPoolExecutor(max_workers=max(jobs, 1)) as pool:
-            return list(pool.map(one, notebooks))
+            return [report for _, report in sorted(pool.map(one, order), key=lambda r: r[0])]
 
     with ThreadPoolExecutor(max_workers=max(len(bots), 1)) as pool:
         return [r for reports in pool.map(one_bot, bots) for r in reports]

@@ -7,7 +7,12 @@ from pathlib import Path
 
 import httpx
 
-from sciplat.services.notebooks.bots import collect_notebooks, percentile, short_error
+from sciplat.services.notebooks.bots import (
+    _declared_timeout,
+    collect_notebooks,
+    percentile,
+    short_error,
+)
 
 
 def test_short_error_gives_the_gist():
@@ -37,3 +42,13 @@ def test_percentile():
     values = [float(v) for v in range(1, 101)]
     assert percentile(values, 50) == 50.5
     assert 95 <= percentile(values, 95) <= 96
+
+
+def test_declared_timeout_orders_long_templates_first(tmp_path: Path):
+    (tmp_path / "slow.yaml").write_text("title: slow\ntimeout: 1800\n")
+    (tmp_path / "broken.yaml").write_text("title: [unclosed\n")
+    (tmp_path / "odd.yaml").write_text("- a list\n")
+    assert _declared_timeout(tmp_path / "slow.ipynb") == 1800
+    assert _declared_timeout(tmp_path / "plain.ipynb") == 0  # no sidecar
+    assert _declared_timeout(tmp_path / "broken.ipynb") == 0
+    assert _declared_timeout(tmp_path / "odd.ipynb") == 0
