@@ -185,6 +185,18 @@ def test_create_from_job_and_dest_table(platform: Platform):
         assert created.status_code == 201, created.text
         assert created.json()["rows"] == expected
         assert created.json()["source"] == f"job:{job.job_id}"
+    # A Parquet result (the fast path for big results) is read by pyarrow.
+    parquet_job = pyvo.dal.AsyncTAPJob.create(
+        platform.tap, query, session=platform.session("alice"), responseformat="parquet"
+    )
+    parquet_job.run().wait(timeout=120)
+    parquet_job.raise_if_error()
+    with platform.client("alice") as client:
+        made = client.post(
+            f"{platform.mydb}/tables/bright_pq/from-job", params={"job": parquet_job.job_id}
+        )
+        assert made.status_code == 201, made.text
+        assert made.json()["rows"] == expected
     with platform.client("bob") as client:  # not bob's job: no such job for him
         stolen = client.post(f"{platform.mydb}/tables/stolen/from-job", params={"job": job.job_id})
         assert stolen.status_code == 404
