@@ -117,6 +117,7 @@ def _code_cells(path: Path) -> list[int]:
     return [i for i, c in enumerate(nb.cells) if c.cell_type == "code" and c.source.strip()]
 
 
+@pytest.mark.timeout(1800)  # the tiny data build and the platform start count too
 def test_every_notebook_runs_on_the_tiny_data_preview(platform: Platform) -> None:
     notebooks = collect_notebooks(ROOT)
     assert len(notebooks) >= 11, notebooks  # 6 tutorials, 3 commissioning, 2 templates at least
@@ -126,8 +127,8 @@ def test_every_notebook_runs_on_the_tiny_data_preview(platform: Platform) -> Non
     env = {**os.environ, "SCIPLAT_ADMIN_TOKEN": platform.api_token()}
     result = subprocess.run(
         [str(sciplat), "check", "notebooks", "--url", platform.local_url, "--spawn",
-         "--jobs", str(JOBS), "--timeout", "600", "--report", str(report_path)],
-        env=env, capture_output=True, text=True, timeout=840,
+         "--jobs", str(JOBS), "--timeout", "900", "--report", str(report_path)],
+        env=env, capture_output=True, text=True, timeout=1200,
     )  # fmt: skip
     (ARTIFACTS / "check-notebooks.log").write_text(result.stderr + result.stdout)
     assert result.returncode == 0, result.stderr[-4000:]
