@@ -5,9 +5,10 @@ batch template: every function reads pipeline outputs from the Butler and compar
 the sky model the data preview was rendered from (rebuilt from ``dataset.json``'s size and
 seed, so no truth needs to be shipped beside the images).
 
-- :func:`transient_recovery`: each injected transient on each processed detector-visit, its
-  true flux, the S/N it should have on the difference image (PSF-fit error from the difference
-  image's variance plane at its position) and whether a DIASource was found within 1".
+- :func:`transient_recovery`: each injected transient on each processed detector-visit (where
+  the difference image has usable pixels), its true flux, the S/N it should have on the
+  difference image (PSF-fit error from the difference image's variance plane at its position)
+  and whether a DIASource was found within 1".
 - :func:`false_dia_sources`: DIASources with no transient, variable star or mover nearby.
 - :func:`single_visit_scatter`: astrometric (mas) and photometric (mmag) scatter of calibrated
   single-visit sources against truth stars.
@@ -76,7 +77,11 @@ def transient_recovery(butler: Any, run: str, sky: Any) -> pd.DataFrame:
         x, y = diff.wcs.wcs_world2pix(t["ra"], t["dec"], 0)
         ny, nx = diff.shape
         on = (x >= 15) & (y >= 15) & (x < nx - 15) & (y < ny - 15)
+        unusable = diff.mask_of("NO_DATA", "BAD", "EDGE") | ~(diff.variance > 0)
         for i in np.flatnonzero(on):
+            ix, iy = round(float(x[i])), round(float(y[i]))
+            if unusable[iy - 3 : iy + 4, ix - 3 : ix + 4].any():
+                continue  # not observable there (no template coverage, bad pixels)
             _, err = psf_flux(diff.image, diff.variance, psf, float(x[i]), float(y[i]))
             near = np.zeros(0, dtype=int)
             if len(dia):

@@ -190,3 +190,37 @@ def test_release_query_and_refusals() -> None:
         release_where(reg, region="200,30,0.1")
     with pytest.raises(ReleaseError, match="expected RA,DEC,RADIUS"):
         release_where(reg, region="nowhere")
+
+
+def test_recovered_fraction_bins_by_expected_snr() -> None:
+    import pandas as pd
+
+    from sciplat.pipelines.validation import recovered_fraction
+
+    recovery = pd.DataFrame(
+        {"expected_snr": [2.0, 4.0, 12.0, 15.0, 30.0, 60.0],
+         "recovered": [False, True, True, False, True, True]}
+    )  # fmt: skip
+    table = recovered_fraction(recovery, [0, 5, 20, 1e9])
+    assert table["n"].tolist() == [2, 2, 2]
+    assert table["recovered"].tolist() == [1, 1, 2]
+    assert table["fraction"].tolist() == [0.5, 0.5, 1.0]
+
+
+def test_object_truth_match_finds_the_nearest_object_within_an_arcsecond() -> None:
+    import pandas as pd
+
+    from sciplat.pipelines.validation import object_truth_match
+
+    class Sky:
+        galaxies = {"ra": np.array([62.0]), "dec": np.array([-37.0]), "mag_r": np.array([22.0])}
+        stars = {"ra": np.array([62.01]), "dec": np.array([-37.0]), "mag_r": np.array([20.0])}
+
+    objects = pd.DataFrame(
+        {"objectId": [7, 8], "coord_ra": [62.0, 62.02], "coord_dec": [-37.0 + 0.5 / 3600, -37.0],
+         "r_psfFlux": [100.0, 200.0], "r_cModelFlux": [150.0, 250.0]}
+    )  # fmt: skip
+    out = object_truth_match(objects, Sky(), band="r")
+    assert out["objectId"].tolist() == [7, 0]  # the star has no Object within 1"
+    assert out["cModelFlux"][0] == 150.0 and np.isnan(out["psfFlux"][1])
+    assert out["true_flux"][1] == pytest.approx(10 ** (-0.4 * (20.0 - 31.4)))
