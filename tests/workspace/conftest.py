@@ -8,6 +8,7 @@ notebook-client test.
 
 from __future__ import annotations
 
+import shutil
 import tempfile
 import threading
 import time
@@ -122,12 +123,11 @@ def postgres_platform(test_hub, mydb_catalog: Path) -> Iterator[Platform]:
 
     cluster = start_postgres(Path(tempfile.mkdtemp(prefix="sciplat-mydb-pg-")))
     try:
-        source = duckdb.connect(
-            str(mydb_catalog / "dataset" / "catalog" / "catalog.duckdb"),
-            read_only=True,
-            # The DuckDB platform has it open already: same configuration, or DuckDB refuses.
-            config={"enable_external_access": False, "lock_configuration": True},
-        )
+        # A copy: the DuckDB platform holds the catalog open, and DuckDB refuses a second
+        # connection to one file with another configuration.
+        copy = cluster.directory / "source.duckdb"
+        shutil.copy(mydb_catalog / "dataset" / "catalog" / "catalog.duckdb", copy)
+        source = duckdb.connect(str(copy), read_only=True)
         load_catalog(cluster, source, q3c={"dp1.object": ("coord_ra", "coord_dec")})
         data = Path(tempfile.mkdtemp(prefix="sciplat-mydb-pgdata-"))
         settings = _settings(
@@ -140,6 +140,7 @@ def postgres_platform(test_hub, mydb_catalog: Path) -> Iterator[Platform]:
             yield Platform("postgres", api_url, settings, test_hub, admin_url=cluster.admin_url)
         finally:
             server.stop()
+            shutil.rmtree(data, ignore_errors=True)
     finally:
         cluster.stop()
 
