@@ -4,7 +4,7 @@ Inside a lab, ``import sciplat`` gives the client API: :func:`discovery` and the
 clients, each configured from the lab's discovery document and token.
 """
 
-from sciplat import portal
+from sciplat import mydb, portal
 from sciplat.client import discovery
 from sciplat.dask import get_gateway
 from sciplat.imaging import cutout, get_datalink, get_sia_service
@@ -19,6 +19,7 @@ __all__ = [
     "get_query_history",
     "get_sia_service",
     "get_tap_service",
+    "mydb",
     "portal",
 ]
 __version__ = "0.1.0"

@@ -138,6 +138,8 @@ def test_share_is_read_only_and_members_only(platform: Platform):
         shared = client.put(f"{platform.mydb}/tables/shared/shares/users")
         assert shared.json()["shared_with"] == ["staff", "users"]
         assert client.put(f"{platform.mydb}/tables/shared/shares/nosuch").status_code == 400
+    bob_tables = bob.search("SELECT table_name FROM TAP_SCHEMA.tables").to_table()
+    assert "user_alice.shared" in {str(v) for v in bob_tables["table_name"]}
     rows = bob.search("SELECT objectid FROM user_alice.shared ORDER BY objectid").to_table()
     assert list(rows["objectid"]) == [7 * i for i in range(1, 11)]
     with platform.client("bob") as client:

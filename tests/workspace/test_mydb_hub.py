@@ -13,7 +13,6 @@ import pyvo
 from astropy.table import Table
 
 import sciplat
-import sciplat.mydb
 
 pytestmark = pytest.mark.integration
 
