@@ -53,12 +53,13 @@ def run_notebook_bench(
     bots: int = 4,
     renders: int = 50,
     spawn: bool = False,
+    prefix: str = "bot-notebooks",
     say: Callable[[str], None] = lambda _: None,
 ) -> dict[str, Any]:
     """Measure the platform at *url*; the first of *notebooks* is the cached and concurrent
     one (it must succeed)."""
     result: dict[str, Any] = {"url": url, "cold": [], "cached": {}, "concurrent": {}}
-    lead = BotClient(url, admin_token, "bot-notebooks-bench")
+    lead = BotClient(url, admin_token, f"{prefix}-bench")
     try:
         if spawn:
             result["lab_start_seconds"] = round(lead.spawn_lab(), 3)
@@ -96,7 +97,7 @@ def run_notebook_bench(
         if spawn:
             lead.stop_lab()
         lead.close()
-    clients = [BotClient(url, admin_token, f"bot-notebooks-{i}") for i in range(bots)]
+    clients = [BotClient(url, admin_token, f"{prefix}-{i}") for i in range(bots)]
     try:
         say(f"{bots} bots run {first.relative_to(root)} at once")
         t0 = time.monotonic()

@@ -22,6 +22,9 @@ def _root() -> Path:
 
 
 def _common(f):
+    f = click.option("--bot-prefix", default="bot-notebooks", show_default=True,
+                     help="Bot users are <prefix>-<n> (hub users and, as root, Unix "
+                     "accounts).")(f)  # fmt: skip
     f = click.option("--url", default="http://127.0.0.1:8000", show_default=True,
                      help="Public URL of the platform (the hub's proxy).")(f)  # fmt: skip
     f = click.option("--admin-token", envvar="SCIPLAT_ADMIN_TOKEN", required=True,
@@ -61,7 +64,7 @@ def register(cli: click.Group) -> None:
     )
     @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
     def check_notebooks(
-        url, admin_token, bots, jobs, spawn, only, timeout, report_path, as_json
+        url, admin_token, bot_prefix, bots, jobs, spawn, only, timeout, report_path, as_json
     ) -> None:
         """Run every notebook in notebooks/ as bot users; exit 1 on any failure."""
         from sciplat.services.notebooks.bots import BotClient, collect_notebooks, run_all
@@ -74,7 +77,7 @@ def register(cli: click.Group) -> None:
             raise click.ClickException(f"no notebook under {root} matches {list(only)}")
         click.echo(f"{len(notebooks)} notebooks x {bots} bot(s) on {url}", err=True)
         started = time.monotonic()
-        clients = [BotClient(url, admin_token, f"bot-notebooks-{i}") for i in range(bots)]
+        clients = [BotClient(url, admin_token, f"{bot_prefix}-{i}") for i in range(bots)]
         spawn_seconds: dict[str, float] = {}
         spawn_errors: dict[str, str] = {}
         reports = []
@@ -161,7 +164,9 @@ def register(cli: click.Group) -> None:
     )
     @click.option("--spawn/--no-spawn", default=False, help="Also time the bench bot's lab start.")
     @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-    def bench_notebooks(url, admin_token, bots, renders, names, every, spawn, as_json) -> None:
+    def bench_notebooks(
+        url, admin_token, bot_prefix, bots, renders, names, every, spawn, as_json
+    ) -> None:
         """Cold run time, cached render latency, and N bots running notebooks at once."""
         from sciplat.services.notebooks.bench import run_notebook_bench
         from sciplat.services.notebooks.bots import collect_notebooks
@@ -176,6 +181,7 @@ def register(cli: click.Group) -> None:
         try:
             result = run_notebook_bench(
                 url, admin_token, paths, root, bots=bots, renders=renders, spawn=spawn,
+                prefix=bot_prefix,
                 say=lambda m: click.echo(m, err=True),
             )  # fmt: skip
         except RuntimeError as exc:

@@ -37,7 +37,10 @@ pytestmark = pytest.mark.integration
 
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "notebooks"
 ROOT = Path(sciplat.notebooks.__file__).resolve().parent
-BOT = "bot-notebooks-0"
+#: Bot users are machine-wide Unix accounts: a name of this session's own (another platform on
+#: this machine may run bots of the default name).
+PREFIX = f"nbci{os.getpid() % 100000}"
+BOT = f"{PREFIX}-0"
 #: Notebooks one bot runs at once (the platform below executes as many at once).
 JOBS = 3
 
@@ -127,6 +130,7 @@ def test_every_notebook_runs_on_the_tiny_data_preview(platform: Platform) -> Non
     env = {**os.environ, "SCIPLAT_ADMIN_TOKEN": platform.api_token()}
     result = subprocess.run(
         [str(sciplat), "check", "notebooks", "--url", platform.local_url, "--spawn",
+         "--bot-prefix", PREFIX,
          "--jobs", str(JOBS), "--timeout", "900", "--report", str(report_path)],
         env=env, capture_output=True, text=True, timeout=1200,
     )  # fmt: skip
