@@ -11,13 +11,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-__all__ = ["CATALOG_CONFIG", "connect_catalog"]
+# The TAP backend's configuration (one definition, so the two cannot drift apart).
+from sciplat.services.tap.storage.duckdb import CATALOG_CONFIG
 
-#: Must equal the TAP backend's configuration.
-CATALOG_CONFIG: dict[str, str | int | bool] = {
-    "enable_external_access": False,
-    "lock_configuration": True,
-}
+__all__ = ["CATALOG_CONFIG", "connect_catalog"]
 
 
 def connect_catalog(path: Path) -> Any:

@@ -24,9 +24,22 @@ from sciplat.services.tap.adql.geometry import GeometryStyle
 from sciplat.services.tap.schema import TAP_SCHEMA_SELF, TableMeta, TapSchema
 from sciplat.services.tap.storage.base import UPLOAD_SCHEMA, Catalog, QueryResult, QueryTimeout
 
-__all__ = ["DuckDBCatalog", "first_line"]
+__all__ = ["CATALOG_CONFIG", "DuckDBCatalog", "first_line"]
 
 _TAP_TABLES = ("schemas", "tables", "columns", "keys", "key_columns")
+
+
+#: How every part of the API service opens the catalog: DuckDB refuses a second connection to a
+#: file with another configuration in one process (``sciplat.services.images.catalogdb``).
+CATALOG_CONFIG: dict[str, str | int | bool] = {
+    "enable_external_access": False,
+    "lock_configuration": True,
+    # DuckDB's late materialisation turns every LIMIT (TAP adds MAXREC+1 to each query) into a
+    # rowid sort and join: measured on a 1M-row table, a 1M-row dump started 16x later (1.4 s)
+    # and a cone search took 2.2x longer. Top-N queries with ORDER BY lose about 2x without
+    # it; plain scans and filters are what TAP mostly serves.
+    "disabled_optimizers": "late_materialization",
+}
 
 
 def first_line(message: str) -> str:
@@ -40,15 +53,7 @@ class DuckDBCatalog(Catalog):
     def __init__(self, path: Path, *, threads: int | None = None) -> None:
         if not Path(path).exists():
             raise FileNotFoundError(f"catalog database {path} does not exist")
-        config: dict[str, str | int | bool] = {
-            "enable_external_access": False,
-            "lock_configuration": True,
-            # DuckDB's late materialisation turns every LIMIT (TAP adds MAXREC+1 to each query)
-            # into a rowid sort and join: measured on a 1M-row table, a 1M-row dump started
-            # 16x later (1.4 s) and a cone search took 2.2x longer. Top-N queries with ORDER BY
-            # lose about 2x without it; plain scans and filters are what TAP mostly serves.
-            "disabled_optimizers": "late_materialization",
-        }
+        config = dict(CATALOG_CONFIG)
         if threads:
             config["threads"] = threads
         self.path = Path(path)
