@@ -13,7 +13,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from jupyter_server.base.handlers import APIHandler
+from jupyter_server.base.handlers import APIHandler, JupyterHandler
 from jupyter_server.utils import url_path_join
 from tornado import web
 
@@ -179,6 +179,10 @@ class RunStatusHandler(LabHandler):
 
 
 class RunHtmlHandler(LabHandler):
+    def finish(self, chunk: Any = None) -> Any:
+        # HTML: skip APIHandler.finish, which labels every answer application/json.
+        return JupyterHandler.finish(self, chunk)
+
     @web.authenticated
     async def get(self, job_id: str) -> None:
         html = await runs.job_html(self.lab.platform, job_id)
