@@ -109,7 +109,26 @@ def _parquet(path: Path) -> LoadedTable:
                 )
         except Exception:  # metadata is a nicety; the values still load
             info = {}
+        table = _astropy_masks(table)
     return LoadedTable(table=table.replace_schema_metadata(None), info=info, format="parquet")
+
+
+def _astropy_masks(table: pa.Table) -> pa.Table:
+    """astropy writes a masked column ``x`` as ``x`` plus a boolean ``x.mask``: make NULLs."""
+    import pyarrow.compute as pc
+
+    for name in list(table.column_names):
+        base = name[: -len(".mask")]
+        if not name.endswith(".mask") or base not in table.column_names:
+            continue
+        mask = table.column(name)
+        if not pa.types.is_boolean(mask.type):
+            continue
+        values = table.column(base)
+        index = table.column_names.index(base)
+        masked = pc.if_else(pc.fill_null(mask, False), pa.scalar(None, values.type), values)
+        table = table.set_column(index, base, masked).drop_columns([name])
+    return table
 
 
 def _csv(path: Path) -> LoadedTable:

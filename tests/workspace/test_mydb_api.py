@@ -347,3 +347,32 @@ def test_quota_refused_and_nothing_left(platform: Platform):
         job.raise_if_error()
     assert not _physical_exists(platform, "user_alice.toolarge")
     assert _physical_exists(platform, "user_alice.keep")
+
+
+def test_numeric_values_round_trip(platform: Platform):
+    """Every storable type, with and without NULLs (PostgreSQL: binary COPY, else CSV)."""
+    n = 1000
+    rng = np.random.default_rng(3)
+    table = Table(
+        {
+            "i16": rng.integers(-300, 300, n).astype(np.int16),
+            "i32": rng.integers(-(2**31), 2**31 - 1, n).astype(np.int32),
+            "i64": rng.integers(-(2**62), 2**62, n),
+            "f32": rng.random(n).astype(np.float32),
+            "f64": rng.normal(size=n),
+            "flag": rng.random(n) > 0.3,
+        }
+    )
+    assert _put(platform, "alice", "numbers", _parquet(table)).status_code == 201
+    with_nulls = Table.read(io.BytesIO(_csv(table)), format="ascii.csv")
+    with_nulls["f64"] = np.ma.masked_array(table["f64"], mask=np.arange(n) % 7 == 0)
+    assert _put(platform, "alice", "holes", _parquet(with_nulls)).status_code == 201
+    alice = _tap(platform, "alice")
+    back = alice.search("SELECT * FROM user_alice.numbers ORDER BY i64").to_table()
+    order = np.argsort(table["i64"])
+    for name in table.colnames:
+        assert np.array_equal(np.asarray(back[name]), np.asarray(table[name])[order]), name
+    nulls = alice.search(
+        "SELECT COUNT(*) AS n, COUNT(f64) AS valued FROM user_alice.holes"
+    ).to_table()
+    assert (int(nulls["n"][0]), int(nulls["valued"][0])) == (n, n - len(range(0, n, 7)))
