@@ -159,7 +159,10 @@ def read_table_file(path: Path) -> LoadedTable:
         raise UsageError("The file is empty")
     kind = sniff(head)
     loaded = {"parquet": _parquet, "csv": _csv, "votable": _votable}[kind](path)
-    return conform(loaded)
+    try:
+        return conform(loaded)
+    except pa.ArrowException as exc:
+        raise UsageError(f"The {kind} table's values could not be stored: {exc}"[:300]) from exc
 
 
 def storable_type(name: str, kind: pa.DataType) -> pa.DataType:

@@ -225,6 +225,8 @@ class MyDBService:
             writer.abort()
             if isinstance(exc, ServiceError | GeneratorExit | KeyboardInterrupt):
                 raise
+            if isinstance(exc, pa.ArrowException):
+                raise UsageError(f"The values could not be stored: {exc}"[:300]) from exc
             if isinstance(exc, Exception) and type(exc).__module__.startswith("psycopg"):
                 raise UsageError(f"The table could not be written: {exc}".splitlines()[0]) from exc
             raise
