@@ -261,10 +261,12 @@ def _rows_in(path: Path, fmt: str) -> int | None:
     data_tail = path.read_bytes()[-4096:] if path.stat().st_size else b""
     if b'value="ERROR"' in data_tail or b"value='ERROR'" in data_tail:
         raise RuntimeError(f"query failed: {data_tail[-400:].decode(errors='replace')}")
-    if fmt in ("csv", "tsv"):  # lines, less the header (the last line may lack its newline)
+    if fmt in ("csv", "tsv"):  # lines, less a header (the last line may lack its newline)
         with path.open("rb") as handle:
+            header = handle.read(8).lower() == b"objectid"
+            handle.seek(0)
             lines = sum(chunk.count(b"\n") for chunk in iter(lambda: handle.read(1 << 22), b""))
-        return lines - 1 + (not data_tail.endswith(b"\n"))
+        return lines + (bool(data_tail) and not data_tail.endswith(b"\n")) - header
     if fmt == "fits":
         from astropy.io import fits
 
@@ -273,9 +275,14 @@ def _rows_in(path: Path, fmt: str) -> int | None:
         import pyarrow.parquet as pq
 
         return pq.ParquetFile(path).metadata.num_rows
-    if fmt == "votable/td":
+    if fmt == "votable/td":  # <TR> tags, counted across chunk boundaries
+        count, carry = 0, b""
         with path.open("rb") as handle:
-            return sum(chunk.count(b"<TR") for chunk in iter(lambda: handle.read(1 << 22), b""))
+            for chunk in iter(lambda: handle.read(1 << 22), b""):
+                data = carry + chunk
+                count += data.count(b"<TR")
+                carry = data[-2:] if not data.endswith(b"<TR") else b""
+        return count
     return None
 
 
