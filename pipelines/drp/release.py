@@ -127,8 +127,8 @@ def run_release(
     from sciplat.pipelines.executor import run_pipeline
 
     butler = Butler.from_config(str(repo), writeable=True)
-    skymap.register_skymap(butler)
     where = release_where(butler, bands=bands, region=region, visits=visits)
+    skymap.register_skymap(butler)
     run = output_run or "SimCam/runs/drp/" + dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
     return run_pipeline(
         repo,
@@ -314,7 +314,7 @@ def publish_release(
     *repo* defaults to ``<dataset_root>/butler``. Publishing the same run twice gives the same
     tables (object ids are deterministic; tables are replaced, never appended to).
     """
-    from lsst.daf.butler import Butler
+    from lsst.daf.butler import Butler, MissingCollectionError
 
     from sciplat.pipelines import database as db
 
@@ -324,8 +324,10 @@ def publish_release(
     if not parquet.is_dir():
         raise ReleaseError(f"no data preview catalogs in {root} (run `sciplat data build`)")
     butler = Butler.from_config(str(repo or root / "butler"))
-    if run not in butler.collections.query(run):
-        raise ReleaseError(f"no collection {run!r} in the Butler repo")
+    try:
+        butler.collections.get_info(run)
+    except MissingCollectionError:
+        raise ReleaseError(f"no collection {run!r} in the Butler repo") from None
     say(f"[release] reading catalogs of {run}")
     _, objects = _read_all(butler, "object_patch", run)
     if not objects:
@@ -373,6 +375,9 @@ def publish_release(
         say("[release] PostgreSQL")
         load_postgres(postgres_url, db_path)
     _record(root, run, counts)
+    from sciplat.pipelines.dataset import _publish
+
+    _publish(root)  # new files (coadds, Parquet, the database) readable by lab accounts
     return counts
 
 
@@ -406,12 +411,14 @@ def load_postgres(url: str, duckdb_path: str | Path, reader_role: str | None = N
     """Replace the release tables, ObsCore and TAP_SCHEMA in PostgreSQL (lower-cased names, as
     the postgres TAP backend reads them) from the DuckDB catalog; q3c-index positions when the
     extension is there. *reader_role* gets SELECT on them."""
-    import duckdb
     import psycopg
 
     from sciplat.services.tap.pgcluster import _PG_TYPES
+    from sciplat.services.tap.storage.duckdb import DuckDBCatalog
 
-    source = duckdb.connect(str(duckdb_path), read_only=True)
+    # Opened as the TAP service opens it (one configuration per file and process in DuckDB).
+    duck = DuckDBCatalog(Path(duckdb_path))
+    source = duck._cursor()
     wanted = [*RELEASE_TABLES, "ivoa.ObsCore"]
     tap = source.execute(
         "SELECT table_name FROM information_schema.tables WHERE table_schema = 'tap_schema'"
@@ -462,3 +469,4 @@ def load_postgres(url: str, duckdb_path: str | Path, reader_role: str | None = N
                 con.execute(f'ANALYZE "{pg_schema}"."{pg_table}"')
     finally:
         source.close()
+        duck.close()

@@ -121,19 +121,26 @@ def test_objects_match_truth(release: dict, catalog) -> None:
 def test_forced_photometry_of_constant_stars_agrees_with_the_coadd(catalog) -> None:
     rows = adql(
         catalog,
-        "SELECT f.psfFlux, f.psfFluxErr, f.psfDiffFlux, f.psfDiffFluxErr FROM dp1.ForcedSource "
+        "SELECT f.psfFlux, f.psfDiffFlux, f.psfDiffFluxErr, t.mag_r FROM dp1.ForcedSource "
         "AS f JOIN truth.MatchesTruth AS m ON m.match_objectId = f.objectId JOIN "
         "truth.TruthSummary AS t ON t.id = m.id WHERE f.band = 'r' AND t.truth_type = 'star' "
-        "AND t.is_variable = 0 AND m.is_good_match = 1 AND t.mag_r < 21 "
+        "AND t.is_variable = 0 AND m.is_good_match = 1 AND t.mag_r < 23 "
         "AND f.psfDiffFlux IS NOT NULL AND f.pixelFlags_edge = 0",
     )
     assert len(rows) > 30
-    diff = np.array([r["psfDiffFlux"] for r in rows])
-    derr = np.array([r["psfDiffFluxErr"] for r in rows])
-    pulls = diff / derr
-    # Zero-point scatter between visits adds a little on top of the noise.
-    assert abs(np.median(pulls)) < 1.0
-    assert np.median(np.abs(pulls)) < 2.0
+    flux, diff, derr, mag = (
+        np.array([r[k] for r in rows], dtype=float)
+        for k in ("psfFlux", "psfDiffFlux", "psfDiffFluxErr", "mag_r")
+    )
+    # Visit and coadd fluxes agree within 3% (the coadd's PSF fluxes of 20-22 mag stars come
+    # out ~2% brighter than the visits', which are calibrated to the reference catalog)...
+    assert abs(np.median(diff / (flux - diff))) < 0.03
+    # ...and where noise dominates (faint stars) the differences are noise.
+    faint = mag > 22
+    assert faint.sum() > 10
+    pulls = diff[faint] / derr[faint]
+    assert abs(np.median(pulls)) < 0.7
+    assert np.median(np.abs(pulls)) < 1.3
 
 
 def test_coadds_are_in_obscore_with_their_progenitors(release: dict, catalog) -> None:
@@ -197,3 +204,34 @@ def test_bad_requests_name_what_is_wrong(release: dict) -> None:
         run_release(release["root"] / "butler", visits=[1234], output_run="drp/x", progress=False)
     with pytest.raises(ReleaseError, match="no collection 'drp/none'"):
         publish_release(release["root"], "drp/none")
+
+
+@pytest.mark.integration
+def test_release_loads_into_postgresql(release: dict, catalog, tmp_path_factory) -> None:
+    """The same tables in PostgreSQL, read through the TAP service's postgres backend."""
+    import tempfile
+
+    from sciplat.pipelines.drp.release import load_postgres
+    from sciplat.services.tap.pgcluster import start_postgres
+    from sciplat.services.tap.storage.postgres import PostgresCatalog
+
+    cluster = start_postgres(Path(tempfile.mkdtemp(prefix="sciplat-pg-drp-")))
+    try:
+        db = release["root"] / "catalog" / "catalog.duckdb"
+        load_postgres(cluster.admin_url, db)
+        load_postgres(cluster.admin_url, db)  # again: tables replaced, not appended to
+        pg = PostgresCatalog(cluster.admin_url)
+        try:
+            pg_catalog = (pg, pg.load_schema())
+            for table in ("Object", "Source", "ForcedSource"):
+                (row,) = adql(pg_catalog, f"SELECT COUNT(*) AS n FROM dp1.{table}")
+                assert row["n"] == release["counts"][f"dp1.{table}"]
+            query = (
+                "SELECT objectId FROM dp1.Object WHERE CONTAINS(POINT('ICRS', coord_ra, "
+                "coord_dec), CIRCLE('ICRS', 62.0, -37.0, 0.02)) = 1 ORDER BY objectId"
+            )
+            assert adql(pg_catalog, query) == adql(catalog, query)
+        finally:
+            pg.close()
+    finally:
+        cluster.stop()
