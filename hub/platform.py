@@ -233,7 +233,8 @@ class Platform:
             "warn",
         ]
         self._children.append(self.proxy.start(cmd, self._env(), s.run_dir))
-        self._wait_port(s.ports.proxy_api, self.proxy, 20)
+        # Node takes several seconds to start on a loaded 2-core host (20 s was seen to fail).
+        self._wait_port(s.ports.proxy_api, self.proxy, 90)
 
     def _start_hub(self, config: Path) -> None:
         cmd = [

@@ -92,7 +92,7 @@ async def submit_run(
         values = validate_parameters(template.parameters, parameters)
     except ParameterError as exc:
         raise Unprocessable(str(exc), code="bad-parameters", field=exc.field) from exc
-    notebook = _settled(inject_parameters(await asyncio.to_thread(template.notebook), values))
+    notebook = inject_parameters(await asyncio.to_thread(template.notebook), values)
     shown = ", ".join(f"{k}={v!r}" for k, v in values.items())
     body: dict[str, Any] = {
         "ipynb": notebook,
@@ -108,17 +108,6 @@ async def submit_run(
         raise Unprocessable(_message(response), code="run-refused")
     job = response.json()
     return _job_answer(job, base_url)
-
-
-def _settled(notebook: dict[str, Any]) -> dict[str, Any]:
-    """*notebook* with its injected cell no longer tagged ``parameters``: the service's
-    ``POST /jobs`` injects (empty) parameters into a ``parameters`` cell again, which would
-    blank ours."""
-    for cell in notebook.get("cells", []):
-        tags = cell.get("metadata", {}).get("tags", [])
-        if "injected-parameters" in tags:
-            cell["metadata"]["tags"] = [t for t in tags if t != "parameters"]
-    return notebook
 
 
 def _message(response: Any) -> str:

@@ -20,6 +20,7 @@ __all__ = [
     "FormField",
     "ParameterError",
     "check_parameter_schema",
+    "clear_outputs",
     "form_fields",
     "inject_parameters",
     "params_digest",
@@ -117,6 +118,16 @@ def params_digest(values: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(values, sort_keys=True).encode()).hexdigest()
 
 
+def clear_outputs(notebook: dict[str, Any]) -> dict[str, Any]:
+    """A copy of *notebook* with every code cell's outputs and execution count cleared."""
+    nb = copy.deepcopy(notebook)
+    for cell in nb.get("cells", []):
+        if cell.get("cell_type") == "code":
+            cell["outputs"] = []
+            cell["execution_count"] = None
+    return nb
+
+
 def inject_parameters(notebook: dict[str, Any], values: dict[str, Any]) -> dict[str, Any]:
     """A copy of *notebook* whose first ``parameters``-tagged code cell assigns *values*.
 
@@ -124,18 +135,15 @@ def inject_parameters(notebook: dict[str, Any], values: dict[str, Any]) -> dict[
     assignments go in a new first cell (a template with parameters must have one; the catalogue
     checks that).
     """
-    nb = copy.deepcopy(notebook)
+    nb = clear_outputs(notebook)
     lines = [f"{name} = {value!r}" for name, value in values.items()]
     source = "# Parameters\n" + "\n".join(lines)
-    for cell in nb.get("cells", []):
-        if cell.get("cell_type") == "code":
-            cell["outputs"] = []
-            cell["execution_count"] = None
     for cell in nb.get("cells", []):
         tags = cell.get("metadata", {}).get("tags", [])
         if cell.get("cell_type") == "code" and "parameters" in tags:
             cell["source"] = source
-            cell["metadata"]["tags"] = [*tags, "injected-parameters"]
+            if "injected-parameters" not in tags:
+                cell["metadata"]["tags"] = [*tags, "injected-parameters"]
             return nb
     if values:
         nb.setdefault("cells", []).insert(

@@ -31,6 +31,7 @@ from sciplat.services.notebooks.catalog import Template, TemplateCatalog, read_n
 from sciplat.services.notebooks.engine import ExecutionResult, Executor
 from sciplat.services.notebooks.params import (
     ParameterError,
+    clear_outputs,
     inject_parameters,
     params_digest,
     validate_parameters,
@@ -179,7 +180,8 @@ class NotebookService:
         except Exception as exc:  # nbformat raises several types
             message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
             raise UsageError(f"ipynb is not a valid notebook: {message}") from exc
-        clean = inject_parameters(notebook, {})
+        # A submitted notebook runs as sent: its parameters cell keeps the caller's values.
+        clean = clear_outputs(notebook)
         return await self._submit(
             user,
             clean,

@@ -7,6 +7,7 @@ import pytest
 from sciplat.services.notebooks.catalog import TemplateCatalog, default_template_dirs
 from sciplat.services.notebooks.params import (
     ParameterError,
+    clear_outputs,
     form_fields,
     inject_parameters,
     validate_parameters,
@@ -75,6 +76,17 @@ def test_injection_replaces_the_tagged_cell_only(catalog):
     assert "injected-parameters" in first["metadata"]["tags"]
     assert nb["cells"][1]["source"].startswith("import os")
     assert template.notebook()["cells"][0]["source"].startswith("n = 1")  # original untouched
+
+
+def test_injecting_twice_keeps_one_tag_and_clearing_keeps_values(catalog):
+    once = inject_parameters(catalog.get("lab/square").notebook(), {"n": 5})
+    twice = inject_parameters(once, {"n": 6})
+    assert twice["cells"][0]["metadata"]["tags"].count("injected-parameters") == 1
+    assert twice["cells"][0]["source"].endswith("n = 6")
+    # A notebook submitted as it is (POST /jobs) keeps the values in its parameters cell.
+    cleared = clear_outputs(once)
+    assert cleared["cells"][0]["source"].endswith("n = 5")
+    assert all(c.get("outputs", []) == [] for c in cleared["cells"] if c["cell_type"] == "code")
 
 
 def test_form_fields_follow_the_schema(catalog):
