@@ -110,7 +110,8 @@ class AccountManager:
         if not stat.S_ISDIR(st.st_mode):
             raise AccountError(f"The home {account.home} of {account.name!r} is not a directory.")
         if st.st_uid != account.uid:
-            os.chown(account.home, account.uid, account.gid)
+            # The account was deleted and created again with a new uid: its files follow it.
+            _reown_tree(account.home, st.st_uid, account.uid, account.gid)
         if stat.S_IMODE(st.st_mode) != 0o700:
             os.chmod(account.home, 0o700)
 
@@ -129,6 +130,20 @@ class AccountManager:
                 return
             if entry.pw_gecos.split(",")[0] == GECOS:
                 await _run("userdel", username)
+
+
+def _reown_tree(root: Path, old_uid: int, uid: int, gid: int) -> None:
+    """Give *root* and everything under it that *old_uid* owns to *uid*/*gid* (links not
+    followed; files of other owners left alone)."""
+    os.chown(root, uid, gid)
+    for folder, dirs, files in os.walk(root):
+        for name in (*dirs, *files):
+            path = os.path.join(folder, name)
+            try:
+                if os.lstat(path).st_uid == old_uid:
+                    os.lchown(path, uid, gid)
+            except FileNotFoundError:
+                continue
 
 
 async def _run(*cmd: str) -> None:

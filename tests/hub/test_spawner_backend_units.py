@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -90,6 +91,33 @@ def test_existing_system_accounts_are_never_taken_over(tmp_path: Path) -> None:
     with pytest.raises(AccountError, match="not a sciplat account"):
         asyncio.run(manager.ensure("daemon"))
     assert not (tmp_path / "daemon").exists()
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root (creates a Unix account)")
+def test_a_recreated_account_gets_its_home_back(tmp_path: Path) -> None:
+    manager = AccountManager(tmp_path)
+    name = f"reown{os.getpid() % 100000}"
+    try:
+        first = asyncio.run(manager.ensure(name))
+        (first.home / "work").mkdir()
+        (first.home / "work" / "notes.txt").write_text("mine")
+        os.chown(first.home / "work", first.uid, first.gid)
+        os.chown(first.home / "work" / "notes.txt", first.uid, first.gid)
+        (first.home / "shared.txt").write_text("root's")  # another owner's file stays theirs
+        asyncio.run(manager.remove(name))
+        # Take the old uid so the next account cannot get it again.
+        blocker = f"blk{os.getpid() % 100000}"
+        subprocess.run(["useradd", "--no-create-home", "-u", str(first.uid), blocker], check=True)
+        try:
+            second = asyncio.run(manager.ensure(name))
+        finally:
+            subprocess.run(["userdel", blocker], check=False)
+        assert second.uid != first.uid
+        assert (first.home / "work" / "notes.txt").stat().st_uid == second.uid
+        assert (first.home / "work").stat().st_uid == second.uid
+        assert (first.home / "shared.txt").stat().st_uid == 0
+    finally:
+        asyncio.run(manager.remove(name))
 
 
 @pytest.mark.parametrize("name", ["Alice", "a/b", "-x", "x" * 40, "../etc"])
