@@ -249,7 +249,7 @@ async def _job_parameters(
     """Keep the TAP parameters of a new job and save its inline uploads next to it."""
     kept = [(name, value) for name, value in params if name in JOB_PARAMETERS]
     service = _service(request)
-    service.job_groups[job_id] = user.groups
+    service.remember_groups(job_id, user.groups, _jobs(request).job_dir(job_id))
     dest_table = params.single("dest_table")
     if dest_table is not None:
         if service.user_tables is None:

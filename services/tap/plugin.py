@@ -6,6 +6,7 @@ import asyncio
 import logging
 
 from sciplat.config import Settings
+from sciplat.services.common.uws.models import Job
 from sciplat.services.common.uws.service import UWSService
 from sciplat.services.common.uws.store import open_job_store
 from sciplat.services.plugin import AppContext, ServicePlugin
@@ -51,6 +52,10 @@ async def startup(context: AppContext) -> None:
     quota = QueryQuota(settings)
     service = TapService(catalog, settings, history=history, quota=quota, public_url=base_url)
     store = await asyncio.to_thread(open_job_store, settings, state_dir, "tap")
+
+    def groups_of(job: Job) -> tuple[str, ...]:
+        return service.groups_of(job.id, jobs.job_dir(job.id))
+
     jobs = UWSService(
         store,
         runner=service.run_job,
@@ -58,7 +63,7 @@ async def startup(context: AppContext) -> None:
         default_duration=settings.catalog.query_timeout,
         max_duration=settings.catalog.query_timeout,
         retention=RETENTION,
-        admission=lambda job: quota.slot(job.owner, service.job_groups.get(job.id, ())),
+        admission=lambda job: quota.slot(job.owner, groups_of(job)),
         heartbeat=settings.jobs.heartbeat,
     )
     await jobs.startup()

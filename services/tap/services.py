@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import dataclasses
 import functools
+import json
 import logging
 import threading
 import time
@@ -42,6 +43,9 @@ __all__ = ["JOB_PARAMETERS", "TapRequest", "TapService", "parse_request"]
 log = logging.getLogger("sciplat.services.tap")
 
 #: Parameters a TAP job keeps (lower-case); others are ignored.
+#: File in a job's directory with its owner's groups at submission.
+GROUPS_FILE = "owner-groups.json"
+
 JOB_PARAMETERS = (
     "request",
     "lang",
@@ -267,6 +271,22 @@ class TapService:
             message=stream.rows.error,
         )
 
+    def remember_groups(self, job_id: str, groups: tuple[str, ...], directory: Path) -> None:
+        """Keep the owner's groups at submission with the job (they survive a restart)."""
+        self.job_groups[job_id] = groups
+        directory.mkdir(parents=True, exist_ok=True)
+        (directory / GROUPS_FILE).write_text(json.dumps(list(groups)))
+
+    def groups_of(self, job_id: str, directory: Path) -> tuple[str, ...]:
+        """The groups the job's owner had when the job was created (none if unknown)."""
+        if job_id not in self.job_groups:
+            try:
+                saved = json.loads((directory / GROUPS_FILE).read_text())
+            except (OSError, ValueError):
+                return ()
+            self.job_groups[job_id] = tuple(str(g) for g in saved)
+        return self.job_groups[job_id]
+
     # async jobs ----------------------------------------------------------------------------------
     async def run_job(self, job: Job, directory: Path, token: CancelToken) -> list[JobResult]:
         started = time.time()
@@ -275,7 +295,7 @@ class TapService:
             request = dataclasses.replace(
                 parse_request(DaliParams(job.parameters), self.settings),
                 owner=job.owner,
-                groups=self.job_groups.get(job.id, ()),
+                groups=self.groups_of(job.id, directory),
             )
             uploads = {
                 path.name[len("upload-") :].lower(): path.read_bytes()

@@ -260,3 +260,26 @@ def test_sync_slot_released_even_if_body_never_read(sample_catalog, tmp_path: Pa
     assert text.count(b"\n") == 4 and service.quota.running("alice") == 0
     entry = service.history.list("alice")[0]
     assert entry.rows == 3 and entry.status == "OK" and entry.format == "csv"
+
+
+def test_owner_groups_of_a_job_survive_a_restart(sample_catalog, tmp_path: Path) -> None:
+    """A queued job keeps its owner's groups (quota admission, shared tables) across restarts."""
+    from sciplat.services.tap.history import QueryHistory
+    from sciplat.services.tap.services import TapService
+
+    settings = Settings(data_dir=tmp_path)
+
+    def new_service() -> TapService:
+        return TapService(
+            sample_catalog,
+            settings,
+            history=QueryHistory(tmp_path / "history.sqlite3"),
+            quota=QueryQuota(settings),
+            public_url="http://x/tap",
+        )
+
+    job_dir = tmp_path / "jobs" / "j1"
+    new_service().remember_groups("j1", ("staff", "users"), job_dir)
+    restarted = new_service()
+    assert restarted.groups_of("j1", job_dir) == ("staff", "users")
+    assert restarted.groups_of("unknown", tmp_path / "jobs" / "unknown") == ()
