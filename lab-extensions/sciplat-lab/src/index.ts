@@ -29,7 +29,13 @@ import { isNotebook, portalAccepts } from './filetypes';
 import { copyTutorial, ExistsChoice, runWithParameters, saveAllAndExit, sendToPortal } from './flows';
 import { openFrame } from './frames';
 import { DynamicMenu } from './menuwidgets';
-import { queriesErrorMenu, queriesMenu, tutorialsErrorMenu, tutorialsMenu } from './menus';
+import {
+  loadingMenu,
+  queriesErrorMenu,
+  queriesMenu,
+  tutorialsErrorMenu,
+  tutorialsMenu
+} from './menus';
 import { fieldsFromSchema, RawValue, validateForm } from './schemaform';
 import { memoryFraction, STATUS_UNAVAILABLE, statusText, statusTooltip } from './status';
 import type { LabStatus, QueryRecord, Requester, RunSchemaAnswer, StartupProblem } from './types';
@@ -41,6 +47,7 @@ const RUN_POLL_INTERVAL = 2_000;
 const RUN_TIMEOUT = 30 * 60_000;
 const SCHEMA_TTL = 30_000;
 const QUERIES_MAX_AGE = 5_000;
+const QUERIES_INTERVAL = 60_000;
 
 type Args = Record<string, unknown>;
 const str = (v: unknown): string => (typeof v === 'string' ? v : '');
@@ -140,7 +147,12 @@ async function askExisting(existing: string, message: string): Promise<ExistsCho
   return result.button.label === 'Open it' ? 'open' : 'replace';
 }
 
-function setupQueries(app: JupyterFrontEnd, request: Requester, menu: DynamicMenu): () => void {
+function setupQueries(
+  app: JupyterFrontEnd,
+  request: Requester,
+  menu: DynamicMenu,
+  menuBar: Widget | null
+): void {
   const { commands } = app;
   let loadedAt = 0;
   let loading: Promise<void> | null = null;
@@ -160,11 +172,20 @@ function setupQueries(app: JupyterFrontEnd, request: Requester, menu: DynamicMen
     }
     return loading;
   };
-  menu.onOpen = () => {
+  const loadIfStale = () => {
     if (Date.now() - loadedAt > QUERIES_MAX_AGE) {
       void load();
     }
   };
+  menu.onOpen = loadIfStale;
+  menuBar?.node.addEventListener('pointerenter', loadIfStale);
+  // Starts at once (Poll's `auto`), then every interval while the page is visible.
+  new Poll({
+    factory: load,
+    frequency: { interval: QUERIES_INTERVAL, backoff: false },
+    standby: 'when-hidden',
+    name: 'sciplat:queries'
+  });
   commands.addCommand(CommandIDs.openQueryNotebook, {
     label: 'Open as notebook',
     caption: args => `A notebook that fetches the result of job ${str(args.job_id)}`,
@@ -201,7 +222,6 @@ function setupQueries(app: JupyterFrontEnd, request: Requester, menu: DynamicMen
     dataset: { testid: 'sciplat-queries-refresh' },
     execute: load
   });
-  return () => void load();
 }
 
 function setupPortal(
@@ -418,7 +438,8 @@ function setupStatus(app: JupyterFrontEnd, request: Requester, statusBar: IStatu
   const widget = new StatusWidget();
   widget.show_('sciplat…', 'Reading the lab status');
   statusBar.registerStatusItem('sciplat:status', { item: widget, align: 'left', rank: 100 });
-  const poll = new Poll({
+  // Starts at once (Poll's `auto`), then every interval while the page is visible.
+  new Poll({
     factory: async () => {
       try {
         const status = (await request('GET', 'status')) as LabStatus;
@@ -432,7 +453,6 @@ function setupStatus(app: JupyterFrontEnd, request: Requester, statusBar: IStatu
     standby: 'when-hidden',
     name: 'sciplat:status'
   });
-  void poll.start();
 }
 
 async function showStartupProblems(request: Requester): Promise<void> {
@@ -471,8 +491,10 @@ const plugin: JupyterFrontEndPlugin<void> = {
     const tutorials = new DynamicMenu(commands, 'sciplat-tutorials-menu', 'Tutorials');
     const queries = new DynamicMenu(commands, 'sciplat-queries-menu', 'Queries');
     const portal = new DynamicMenu(commands, 'sciplat-portal-menu', 'Portal');
+    tutorials.setEntries(loadingMenu(CommandIDs.tutorialsPlaceholder));
+    queries.setEntries(loadingMenu(CommandIDs.queriesPlaceholder));
     const loadTutorials = setupTutorials(app, request, tutorials);
-    const loadQueries = setupQueries(app, request, queries);
+    setupQueries(app, request, queries, mainMenu instanceof Widget ? mainMenu : null);
     setupPortal(app, request, browser);
     setupRun(app, request, browser);
     setupExit(app, request, mainMenu);
@@ -515,7 +537,6 @@ const plugin: JupyterFrontEndPlugin<void> = {
       setupStatus(app, request, statusBar);
     }
     loadTutorials();
-    loadQueries();
     void app.restored.then(() => showStartupProblems(request));
   }
 };

@@ -23,6 +23,11 @@ const command = (cmd: string, args: MenuArgs = {}): MenuEntry => ({
   args
 });
 
+/** A menu that is still being read from the server. */
+export function loadingMenu(placeholder: string): MenuEntry[] {
+  return [command(placeholder, { label: 'Loading…', kind: 'loading' })];
+}
+
 /** The Tutorials menu: one submenu per non-empty section, then Refresh. */
 export function tutorialsMenu(sections: TutorialSection[]): MenuEntry[] {
   const entries: MenuEntry[] = [];

@@ -2,14 +2,20 @@
  * Lumino menus filled from `MenuEntry` models.
  */
 import { CommandRegistry } from '@lumino/commands';
+import { Message } from '@lumino/messaging';
 import { Menu } from '@lumino/widgets';
 
 import type { MenuEntry } from './menus';
 
-/** A menu that can refresh itself when it is about to be shown. */
+/**
+ * A menu whose items are replaced from models. Lumino closes a menu whose items change, so a
+ * replacement that arrives while the menu is open waits until it closes.
+ */
 export class DynamicMenu extends Menu {
+  /** Called when the menu is about to be shown (it may start a refresh for next time). */
   onOpen: (() => void) | null = null;
   private _children: Menu[] = [];
+  private _pending: MenuEntry[] | null = null;
 
   constructor(commands: CommandRegistry, id: string, label: string) {
     super({ commands });
@@ -17,8 +23,13 @@ export class DynamicMenu extends Menu {
     this.title.label = label;
   }
 
-  /** Replace the items with `entries`. */
+  /** Replace the items with `entries` (now, or when the menu closes). */
   setEntries(entries: MenuEntry[]): void {
+    if (this.isAttached) {
+      this._pending = entries;
+      return;
+    }
+    this._pending = null;
     this.clearItems();
     for (const child of this._children) {
       child.dispose();
@@ -27,9 +38,22 @@ export class DynamicMenu extends Menu {
     fill(this, entries, this._children);
   }
 
-  protected onBeforeAttach(msg: any): void {
+  protected onBeforeAttach(msg: Message): void {
     this.onOpen?.();
     super.onBeforeAttach(msg);
+  }
+
+  protected onAfterDetach(msg: Message): void {
+    super.onAfterDetach(msg);
+    if (this._pending) {
+      const pending = this._pending;
+      // After Lumino has finished closing (it may still touch the items in this turn).
+      requestAnimationFrame(() => {
+        if (this._pending === pending) {
+          this.setEntries(pending);
+        }
+      });
+    }
   }
 }
 
