@@ -6,7 +6,6 @@ import math
 import re
 from pathlib import Path
 
-import duckdb
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
@@ -21,6 +20,7 @@ from sciplat.pipelines.dataset import build_dataset, load_info
 from sciplat.pipelines.schema import load_felis
 from sciplat.pipelines.sim.skymodel import make_sky
 from sciplat.pipelines.sim.survey import INSTRUMENT, SIZES, make_survey
+from sciplat.services.images.catalogdb import connect_catalog  # the services' DuckDB config
 
 
 @pytest.fixture(scope="module")
@@ -37,7 +37,7 @@ def butler(tiny_dataset: Path) -> Butler:
 
 @pytest.fixture(scope="module")
 def db(tiny_dataset: Path):
-    con = duckdb.connect(str(tiny_dataset / "catalog" / "catalog.duckdb"), read_only=True)
+    con = connect_catalog(tiny_dataset / "catalog" / "catalog.duckdb")
     yield con
     con.close()
 

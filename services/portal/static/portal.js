@@ -233,7 +233,7 @@ $("notebook").onclick = async () => {
 // Linked selection: rows selected in the table are circled on the plot (and selected among its
 // points); a box drawn with the plot's box-select tool becomes range filters on the table.
 $("plot-go").onclick = () => { S.boxFilters = []; S.filters = parseFilters(); drawPlot(); };
-$("plot-clear").onclick = () => { S.boxFilters = []; S.filters = parseFilters(); S.offset = 0; loadPage(); msg("selection cleared"); };
+$("plot-clear").onclick = () => { S.boxFilters = []; S.filters = parseFilters(); S.offset = 0; loadPage().then(() => msg("selection cleared")); };
 $("plot-type").onchange = () => {
   const k = $("plot-type").value, names = S.result ? S.result.columns.map((c) => c.name) : [];
   const band = (b) => names.find((n) => n === `${b}_psfMag`) || names.find((n) => n === `${b}_psfFlux`);
@@ -289,7 +289,8 @@ window.portalPlotEvent = (kind, g) => {
     const bf = [{ column: p.xexpr, op: "between", value: [Math.min(g.x0, g.x1), Math.max(g.x0, g.x1)] }];
     if (p.kind !== "histogram" && g.y0 != null) bf.push({ column: p.yexpr, op: "between", value: [Math.min(g.y0, g.y1), Math.max(g.y0, g.y1)] });
     S.boxFilters = bf; S.filters = parseFilters(); S.offset = 0;
-    msg(`selection: ${bf.length} range filter(s) applied to the table`); loadPage();
+    // after the page loads: loadPage clears the message line when it succeeds
+    loadPage().then(() => msg(`selection: ${bf.length} range filter(s) applied to the table`));
   } else if (kind === "ranges" && p.renderer === "raster") {
     clearTimeout(S.rangeTimer);
     S.rangeTimer = setTimeout(() => drawPlot({ x: [Math.min(g.x0, g.x1), Math.max(g.x0, g.x1)], y: [Math.min(g.y0, g.y1), Math.max(g.y0, g.y1)] }), 400);
