@@ -13,4 +13,6 @@ ruff check .
 ruff format --check . || { echo "ruff format: run 'ruff format .'" >&2; exit 1; }
 # TypeScript unit tests of the JupyterLab extension (setup.sh installed its node_modules).
 npm test --silent --prefix lab-extensions/sciplat-lab
-exec python -m pytest -p no:cacheprovider --timeout=900 "$@"
+# -P: the checkout's sciplat/ must not shadow the installed package (a non-editable install, made
+# when other accounts cannot read the checkout, has sciplat.hub etc. only where it was installed).
+exec python -P -m pytest -p no:cacheprovider --timeout=900 "$@"
