@@ -36,7 +36,15 @@ __all__ = [
     "values_schema",
 ]
 
-CHART_DIR = Path(__file__).resolve().parent.parent / "helm" / "sciplat"
+
+def _chart_dir() -> Path:
+    """The chart of the checkout sciplat runs from, else of the current folder (an installed copy
+    of sciplat carries no chart: operators run ``sciplat helm`` from a checkout)."""
+    beside = Path(__file__).resolve().parent.parent / "helm" / "sciplat"
+    return beside if beside.is_dir() else Path.cwd() / "helm" / "sciplat"
+
+
+CHART_DIR = _chart_dir()
 #: Oldest Kubernetes the chart supports (z2jh 4 needs >= 1.32); manifests are validated for it.
 KUBE_VERSION = "1.32.0"
 _BYTES = {"type": "string", "pattern": r"^\s*\d+(\.\d+)?\s*([KMGTkmgt]i?)?[Bb]?\s*$"}
