@@ -21,9 +21,10 @@ venv="$prefix/venv"
 log() { printf '\033[1;34m[setup]\033[0m %s\n' "$*" >&2; }
 
 # 1. Debian packages: PostgreSQL + pgSphere + q3c (TAP's scale-out backend), STILTS (taplint,
-#    the outside judge), Chromium (browser tests), patchelf (relocating Python 3.12).
+#    the outside judge), Chromium (browser tests), patchelf (relocating Python 3.12), rclone
+#    (the workspace tests' standard WebDAV client).
 apt_packages=(patchelf postgresql-15 postgresql-15-pgsphere postgresql-15-q3c stilts chromium
-              chromium-driver fonts-dejavu-core rsync)
+              chromium-driver fonts-dejavu-core rsync rclone)
 if [ "$(id -u)" = 0 ] && [ "${SCIPLAT_SKIP_APT:-0}" != 1 ]; then
   missing=()
   for p in "${apt_packages[@]}"; do
