@@ -23,7 +23,14 @@ from sciplat.pipelines.schema import BANDS
 from sciplat.pipelines.sim.skymodel import njy_to_mag
 from sciplat.pipelines.sim.survey import PIXEL_SCALE
 from sciplat.pipelines.tasks import imaging
-from sciplat.pipelines.tasks.prompt import IMAGE, psf_from_array
+from sciplat.pipelines.tasks.prompt import (
+    IMAGE,
+    VISIT_DIMS,
+    psf_from_array,
+    visit_detector,
+    visit_input,
+    visit_output,
+)
 
 __all__ = [
     "ForcedPhotTask",
@@ -34,7 +41,6 @@ __all__ = [
 ]
 
 PATCH_DIMS = ("skymap", "tract", "patch")
-VISIT_DIMS = ("instrument", "visit", "detector")
 OBJECT_ID_BASE = 3 * 10**15
 MAG_ERR = 2.5 / np.log(10)
 
@@ -57,17 +63,13 @@ def _key(ref: Any, *names: str) -> tuple:
 
 
 class MakeCoaddConnections(PipelineTaskConnections, dimensions=(*PATCH_DIMS, "band")):
-    images = ct.Input(
+    images = visit_input(
         "preliminary_visit_image",
-        IMAGE,
-        dimensions=VISIT_DIMS,
+        doc="Calibrated visit images overlapping the patch in this band",
         multiple=True,
         deferLoad=True,
-        doc="Calibrated visit images overlapping the patch in this band",
     )
-    psfs = ct.Input(
-        "visit_psf", "NumpyArray", dimensions=VISIT_DIMS, multiple=True, doc="Their PSFs"
-    )
+    psfs = visit_input("visit_psf", "NumpyArray", doc="Their PSFs", multiple=True)
     deep_coadd = ct.Output(
         "deep_coadd", IMAGE, dimensions=(*PATCH_DIMS, "band"), doc="Coadd of the patch (nJy)"
     )
@@ -265,10 +267,8 @@ def object_columns(
 
 
 class ForcedPhotConnections(PipelineTaskConnections, dimensions=VISIT_DIMS):
-    exposure = ct.Input(
-        "preliminary_visit_image", IMAGE, dimensions=VISIT_DIMS, doc="Calibrated visit image"
-    )
-    psf = ct.Input("visit_psf", "NumpyArray", dimensions=VISIT_DIMS, doc="Its PSF")
+    exposure = visit_input("preliminary_visit_image", doc="Calibrated visit image")
+    psf = visit_input("visit_psf", "NumpyArray", doc="Its PSF")
     objects = ct.Input(
         "object_patch",
         "ArrowAstropy",
@@ -276,10 +276,9 @@ class ForcedPhotConnections(PipelineTaskConnections, dimensions=VISIT_DIMS):
         multiple=True,
         doc="Objects of the patches overlapping this detector",
     )
-    forced_source = ct.Output(
+    forced_source = visit_output(
         "forced_source",
         "ArrowAstropy",
-        dimensions=VISIT_DIMS,
         doc="Forced PSF photometry of every object on this image (dp1.ForcedSource columns)",
     )
 
@@ -297,7 +296,7 @@ class ForcedPhotTask(PipelineTask):
     def runQuantum(self, butlerQC: Any, inputRefs: Any, outputRefs: Any) -> None:
         inputs = butlerQC.get(inputRefs)
         data_id = butlerQC.quantum.dataId
-        out = self.run(**inputs, visit=int(data_id["visit"]), detector=int(data_id["detector"]))
+        out = self.run(**inputs, **visit_detector(data_id))
         butlerQC.put(out, outputRefs)
 
     def run(
@@ -371,13 +370,9 @@ FORCED_DTYPES = {
 
 
 class WriteSourceConnections(PipelineTaskConnections, dimensions=VISIT_DIMS):
-    sources = ct.Input(
-        "preliminary_source", "ArrowAstropy", dimensions=VISIT_DIMS, doc="Calibrated sources"
-    )
-    psf = ct.Input("visit_psf", "NumpyArray", dimensions=VISIT_DIMS, doc="The image's PSF")
-    source = ct.Output(
-        "source", "ArrowAstropy", dimensions=VISIT_DIMS, doc="dp1.Source rows of this image"
-    )
+    sources = visit_input("preliminary_source", "ArrowAstropy", doc="Calibrated sources")
+    psf = visit_input("visit_psf", "NumpyArray", doc="The image's PSF")
+    source = visit_output("source", "ArrowAstropy", doc="dp1.Source rows of this image")
 
 
 class WriteSourceConfig(PipelineTaskConfig, pipelineConnections=WriteSourceConnections):
@@ -394,12 +389,7 @@ class WriteSourceTask(PipelineTask):
         inputs = butlerQC.get(inputRefs)
         data_id = butlerQC.quantum.dataId
         physical_filter = str(data_id.records["visit"].physical_filter)
-        out = self.run(
-            **inputs,
-            visit=int(data_id["visit"]),
-            detector=int(data_id["detector"]),
-            physical_filter=physical_filter,
-        )
+        out = self.run(**inputs, **visit_detector(data_id), physical_filter=physical_filter)
         butlerQC.put(out, outputRefs)
 
     def run(

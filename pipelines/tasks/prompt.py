@@ -38,6 +38,22 @@ __all__ = [
 ]
 
 IMAGE = "SimExposure"
+VISIT_DIMS = ("instrument", "visit", "detector")
+
+
+def visit_input(name: str, storage_class: str = IMAGE, doc: str = "", **kwargs: Any) -> Any:
+    """A connection to one dataset per (instrument, visit, detector)."""
+    return ct.Input(name, storage_class, dimensions=VISIT_DIMS, doc=doc, **kwargs)
+
+
+def visit_detector(data_id: Any) -> dict[str, int]:
+    """``visit=``, ``detector=`` keyword arguments of a quantum's data id."""
+    return {"visit": int(data_id["visit"]), "detector": int(data_id["detector"])}
+
+
+def visit_output(name: str, storage_class: str = IMAGE, doc: str = "") -> Any:
+    """An output per (instrument, visit, detector)."""
+    return ct.Output(name, storage_class, dimensions=VISIT_DIMS, doc=doc)
 
 
 # -- ISR --------------------------------------------------------------------------------------
@@ -78,7 +94,7 @@ class IsrTask(PipelineTask):
 # -- calibrate --------------------------------------------------------------------------------
 
 
-class CalibrateConnections(PipelineTaskConnections, dimensions=("instrument", "visit", "detector")):
+class CalibrateConnections(PipelineTaskConnections, dimensions=VISIT_DIMS):
     post_isr_image = ct.Input(
         "post_isr_image",
         IMAGE,
@@ -89,20 +105,12 @@ class CalibrateConnections(PipelineTaskConnections, dimensions=("instrument", "v
     ref_cat = ct.PrerequisiteInput(
         "ref_cat", "ArrowAstropy", dimensions=("htm7",), multiple=True, doc="Reference stars"
     )
-    preliminary_visit_image = ct.Output(
-        "preliminary_visit_image",
-        IMAGE,
-        dimensions=("instrument", "visit", "detector"),
-        doc="Background-subtracted, calibrated image (nJy)",
+    preliminary_visit_image = visit_output(
+        "preliminary_visit_image", doc="Background-subtracted, calibrated image (nJy)"
     )
-    visit_psf = ct.Output(
-        "visit_psf", "NumpyArray", dimensions=("instrument", "visit", "detector"), doc="PSF stamp"
-    )
-    preliminary_source = ct.Output(
-        "preliminary_source",
-        "ArrowAstropy",
-        dimensions=("instrument", "visit", "detector"),
-        doc="Sources with calibrated positions and fluxes",
+    visit_psf = visit_output("visit_psf", "NumpyArray", doc="PSF stamp")
+    preliminary_source = visit_output(
+        "preliminary_source", "ArrowAstropy", doc="Sources with calibrated positions and fluxes"
     )
 
 
@@ -179,12 +187,8 @@ def psf_from_array(array: np.ndarray) -> imaging.PsfModel:
 class MakeTemplateConnections(
     PipelineTaskConnections, dimensions=("instrument", "physical_filter")
 ):
-    preliminary_visit_image = ct.Input(
-        "preliminary_visit_image",
-        IMAGE,
-        dimensions=("instrument", "visit", "detector"),
-        multiple=True,
-        doc="Calibrated images to coadd",
+    preliminary_visit_image = visit_input(
+        "preliminary_visit_image", doc="Calibrated images to coadd", multiple=True
     )
     template_coadd = ct.Output(
         "template_coadd",
@@ -246,30 +250,17 @@ class MakeTemplateTask(PipelineTask):
 # -- image differencing -----------------------------------------------------------------------
 
 
-class SubtractConnections(PipelineTaskConnections, dimensions=("instrument", "visit", "detector")):
-    science = ct.Input(
-        "preliminary_visit_image", IMAGE, dimensions=("instrument", "visit", "detector"), doc=""
-    )
-    science_psf = ct.Input(
-        "visit_psf", "NumpyArray", dimensions=("instrument", "visit", "detector"), doc=""
-    )
-    sources = ct.Input(
-        "preliminary_source", "ArrowAstropy", dimensions=("instrument", "visit", "detector"), doc=""
-    )
+class SubtractConnections(PipelineTaskConnections, dimensions=VISIT_DIMS):
+    science = visit_input("preliminary_visit_image")
+    science_psf = visit_input("visit_psf", "NumpyArray")
+    sources = visit_input("preliminary_source", "ArrowAstropy")
     template = ct.PrerequisiteInput(
         "template_coadd", IMAGE, dimensions=("instrument", "physical_filter"), doc="Template"
     )
-    difference_image = ct.Output(
-        "difference_image", IMAGE, dimensions=("instrument", "visit", "detector"), doc=""
-    )
-    template_matched = ct.Output(
-        "template_matched", IMAGE, dimensions=("instrument", "visit", "detector"), doc=""
-    )
-    dia_source_detected = ct.Output(
-        "dia_source_detected",
-        "ArrowAstropy",
-        dimensions=("instrument", "visit", "detector"),
-        doc="DIASources before association",
+    difference_image = visit_output("difference_image")
+    template_matched = visit_output("template_matched")
+    dia_source_detected = visit_output(
+        "dia_source_detected", "ArrowAstropy", doc="DIASources before association"
     )
 
 
@@ -307,33 +298,16 @@ class SubtractTask(PipelineTask):
 # -- association and alerts -------------------------------------------------------------------
 
 
-class AssociateConnections(PipelineTaskConnections, dimensions=("instrument", "visit", "detector")):
-    dia_source_detected = ct.Input(
-        "dia_source_detected",
-        "ArrowAstropy",
-        dimensions=("instrument", "visit", "detector"),
-        doc="",
+class AssociateConnections(PipelineTaskConnections, dimensions=VISIT_DIMS):
+    dia_source_detected = visit_input("dia_source_detected", "ArrowAstropy")
+    science = visit_input("preliminary_visit_image")
+    difference_image = visit_input("difference_image")
+    template_matched = visit_input("template_matched")
+    dia_source = visit_output(
+        "dia_source", "ArrowAstropy", doc="DIASources with their DIAObject ids"
     )
-    science = ct.Input(
-        "preliminary_visit_image", IMAGE, dimensions=("instrument", "visit", "detector"), doc=""
-    )
-    difference_image = ct.Input(
-        "difference_image", IMAGE, dimensions=("instrument", "visit", "detector"), doc=""
-    )
-    template_matched = ct.Input(
-        "template_matched", IMAGE, dimensions=("instrument", "visit", "detector"), doc=""
-    )
-    dia_source = ct.Output(
-        "dia_source",
-        "ArrowAstropy",
-        dimensions=("instrument", "visit", "detector"),
-        doc="DIASources with their DIAObject ids",
-    )
-    alerts = ct.Output(
-        "alert_packets",
-        "ArrowTable",
-        dimensions=("instrument", "visit", "detector"),
-        doc="Avro alert packets (diaSourceId, alert bytes)",
+    alerts = visit_output(
+        "alert_packets", "ArrowTable", doc="Avro alert packets (diaSourceId, alert bytes)"
     )
 
 
@@ -356,9 +330,7 @@ class AssociateTask(PipelineTask):
         inputs = butlerQC.get(inputRefs)
         data_id = butlerQC.quantum.dataId
         region = data_id.region
-        outputs = self.run(
-            **inputs, visit=int(data_id["visit"]), detector=int(data_id["detector"]), region=region
-        )
+        outputs = self.run(**inputs, **visit_detector(data_id), region=region)
         butlerQC.put(outputs, outputRefs)
 
     def run(

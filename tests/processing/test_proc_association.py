@@ -41,15 +41,17 @@ def test_association_links_repeats_and_is_idempotent(tmp_path) -> None:
         )
         assert stored and len(o1) == 3
         # Second visit: two repeats (within 0.2") and one new source.
-        s2, _, _ = association.associate(
-            apdb,
-            _dia([62.0 + jitter, 62.01, 62.05], [-37.0, -37.01 - jitter, -37.02], [110, 190, 50]),
-            visit=2025050400002,
-            detector=0,
-            band="r",
-            mjd=60800.2,
-            region=region,
+        visit2 = {
+            "visit": 2025050400002,
+            "detector": 0,
+            "band": "r",
+            "mjd": 60800.2,
+            "region": region,
+        }
+        repeats = _dia(
+            [62.0 + jitter, 62.01, 62.05], [-37.0, -37.01 - jitter, -37.02], [110, 190, 50]
         )
+        s2, _, _ = association.associate(apdb, repeats, **visit2)
         assert list(s2["diaObjectId"][:2]) == list(s1["diaObjectId"][:2])
         assert s2["diaObjectId"][2] not in set(s1["diaObjectId"])
         objects = apdb.getDiaObjects(region).set_index("diaObjectId")
@@ -58,15 +60,7 @@ def test_association_links_repeats_and_is_idempotent(tmp_path) -> None:
         assert first["nDiaSources"] == 2 and first["g_psfFluxNdata"] == 1
         assert first["r_psfFluxNdata"] == 1
         # Re-running visit 2 stores nothing new.
-        s3, _, stored = association.associate(
-            apdb,
-            _dia([62.0 + jitter, 62.01, 62.05], [-37.0, -37.01 - jitter, -37.02], [110, 190, 50]),
-            visit=2025050400002,
-            detector=0,
-            band="r",
-            mjd=60800.2,
-            region=region,
-        )
+        s3, _, stored = association.associate(apdb, repeats, **visit2)
         assert not stored
         assert sorted(s3["diaSourceId"]) == sorted(s2["diaSourceId"])
         assert len(apdb.getDiaObjects(region)) == 4
