@@ -1,101 +1,53 @@
-"""``sciplat bench portal [--json]``: result paging and datashader scatter at a million rows,
-and (with ``--url``/``--token``, against a running platform) query submit to first rows."""
+"""``sciplat bench portal [--json]``: the portal over the real TAP service at a million rows."""
 
 from __future__ import annotations
 
 import json
-import tempfile
-import time
-from pathlib import Path
+import os
 
 import click
 
 __all__ = ["register"]
 
 
-def _bench_local(rows: int) -> dict[str, float]:
-    import numpy as np
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    from sciplat.services.portal import plots
-    from sciplat.services.portal.results import Filter, ResultCache
-
-    rng = np.random.default_rng(1)
-    out: dict[str, float] = {"rows": rows}
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "r.parquet"
-        table = pa.table(
-            {
-                "objectId": np.arange(rows),
-                "ra": rng.uniform(0, 360, rows),
-                "dec": rng.uniform(-90, 90, rows),
-                "g": rng.normal(22, 1, rows),
-                "r": rng.normal(21.5, 1, rows),
-            }
-        )
-        pq.write_table(table, path)
-        cache = ResultCache(Path(tmp) / "cache")
-        info = cache.add("bench", path, title="bench", source="upload")
-        t = time.perf_counter()
-        cache.page("bench", info.id, offset=0, limit=100)
-        out["first_page_s"] = time.perf_counter() - t
-        t = time.perf_counter()
-        cache.page("bench", info.id, offset=500_000, limit=100)
-        out["page_s"] = time.perf_counter() - t
-        t = time.perf_counter()
-        cache.page("bench", info.id, limit=100, sort="g", descending=True)
-        out["sorted_page_cold_s"] = time.perf_counter() - t  # includes loading into memory
-        t = time.perf_counter()
-        cache.page("bench", info.id, limit=100, sort="r")
-        out["sorted_page_s"] = time.perf_counter() - t
-        t = time.perf_counter()
-        cache.page("bench", info.id, limit=100, filters=[Filter("dec", "between", [0, 10])])
-        out["filtered_page_s"] = time.perf_counter() - t
-        t = time.perf_counter()
-        cols = cache.columns("bench", info.id, ["g", "r"])
-        plots.raster(
-            plots.evaluate(cols, "g - r"), plots.evaluate(cols, "r"), width=600, height=400
-        )
-        out["scatter_1m_cold_s"] = time.perf_counter() - t  # includes numba compiling
-        t = time.perf_counter()
-        plots.raster(plots.evaluate(cols, "g"), plots.evaluate(cols, "r"), width=600, height=400)
-        out["scatter_1m_s"] = time.perf_counter() - t
-        cache.close()
-    return out
-
-
-def _bench_remote(url: str, token: str, query: str, maxrec: int) -> dict[str, float]:
-    import httpx
-
-    base = f"{url.rstrip('/')}/services/portal"
-    with httpx.Client(headers={"Authorization": f"Bearer {token}"}, timeout=600) as http:
-        t = time.perf_counter()
-        job = http.post(f"{base}/api/query", json={"query": query, "maxrec": maxrec}).json()
-        while job["phase"] in ("PENDING", "QUEUED", "EXECUTING"):
-            job = http.get(f"{base}/api/jobs/{job['job_id']}", params={"wait": 1}).json()
-        info = http.post(f"{base}/api/jobs/{job['job_id']}/load").json()
-        http.post(f"{base}/api/results/{info['id']}/page", json={"limit": 100}).raise_for_status()
-        return {"submit_to_first_rows_s": time.perf_counter() - t, "result_rows": info["rows"]}
-
-
 def register(cli: click.Group) -> None:
     from sciplat.cli import group
 
     @group("bench").command("portal")
-    @click.option("--rows", default=1_000_000, show_default=True)
-    @click.option("--url", default=None, help="a running platform (for submit-to-first-rows)")
-    @click.option("--token", envvar="SCIPLAT_TOKEN", default=None)
+    @click.option("--rows", default=1_000_000, show_default=True, help="dp1.Object rows / MAXREC.")
+    @click.option("--url", default=None, help="Measure a running platform instead (hub URL).")
+    @click.option("--token", envvar="SCIPLAT_TOKEN", default=None, help="Its hub token.")
     @click.option("--query", default="SELECT * FROM dp1.Object", show_default=True)
-    @click.option("--json", "as_json", is_flag=True)
+    @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
     def bench_portal(rows: int, url, token, query: str, as_json: bool) -> None:
-        """Portal result paging, 1M-point datashader scatter, submit-to-first-rows."""
-        result = _bench_local(rows)
-        if url and token:
-            result.update(_bench_remote(url, token, query, rows))
+        """Query submit to first rows, a page of 100 of a 1M-row result, a 1M-point scatter."""
+        from sciplat.services.portal.bench import run_benchmark
+
+        if url and not token:
+            raise click.UsageError("--url needs --token (or $SCIPLAT_TOKEN)")
+
+        def progress(message: str) -> None:
+            click.echo(f"... {message}", err=True)
+
+        load_before = os.getloadavg()
+        report = run_benchmark(rows, url=url, token=token, query=query, progress=progress)
+        # The figures depend on what else the machine runs: keep its load with them.
+        report["load_average"] = {
+            "before": [round(v, 2) for v in load_before],
+            "after": [round(v, 2) for v in os.getloadavg()],
+            "cpus": os.cpu_count(),
+        }
         if as_json:
-            click.echo(json.dumps(result))
-        else:
-            for key, value in result.items():
-                shown = f"{value:.4f}" if isinstance(value, float) else str(value)
-                click.echo(f"{key:24} {shown}")
+            click.echo(json.dumps(report, indent=2))
+            return
+        first = report["submit_to_first_rows"]
+        click.echo(f"data: {report['data']}; {report['result_rows']:,} rows")
+        click.echo(
+            f"submit -> first rows {first['total_s']} s (query {first['query_s']} s, "
+            f"fetch {first['fetch_result_s']} s, page {first['first_page_s']} s)"
+        )
+        for key in ("page_100", "page_100_sorted", "page_100_filtered", "scatter"):
+            s = report[key]
+            click.echo(f"{key:18} median {s['median_s']} s  p95 {s['p95_s']} s  (n={s['n']})")
+        click.echo(f"scatter (first, with imports/JIT) {report['scatter_first_s']} s")
+        click.echo(f"goals: {json.dumps(report['goals'])}")
