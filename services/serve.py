@@ -4,32 +4,46 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import uvicorn
 
 from sciplat.config import Settings
-from sciplat.services.app import create_app
 
-__all__ = ["serve"]
+__all__ = ["read_settings", "run", "serve"]
+
+
+def read_settings(settings_file: Path) -> Settings:
+    """The settings in *settings_file* (JSON as the hub writes it, or YAML)."""
+    text = settings_file.read_text()
+    if settings_file.suffix == ".json":
+        return Settings.model_validate(json.loads(text))
+    from sciplat.config import load_settings
+
+    return load_settings(settings_file)
+
+
+def run(
+    make_app: Callable[[Settings], Any], settings: Settings, *, host: str, port: int, **options: Any
+) -> None:
+    """Log to stderr and serve ``make_app(settings)`` behind the hub's proxy on loopback."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    uvicorn.run(
+        make_app(settings),
+        host=host,
+        port=port,
+        log_level="info",
+        proxy_headers=True,
+        forwarded_allow_ips="127.0.0.1",
+        **options,
+    )
 
 
 def serve(settings_file: Path, *, host: str = "127.0.0.1", port: int | None = None) -> None:
     """Serve the API service for the settings in *settings_file* (JSON or YAML)."""
-    text = settings_file.read_text()
-    if settings_file.suffix == ".json":
-        settings = Settings.model_validate(json.loads(text))
-    else:
-        from sciplat.config import load_settings
+    from sciplat.services.app import create_app
 
-        settings = load_settings(settings_file)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    app = create_app(settings)
-    uvicorn.run(
-        app,
-        host=host,
-        port=port or settings.ports.api,
-        log_level="info",
-        proxy_headers=True,
-        forwarded_allow_ips="127.0.0.1",
-    )
+    settings = read_settings(settings_file)
+    run(create_app, settings, host=host, port=port or settings.ports.api)
