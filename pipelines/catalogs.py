@@ -624,17 +624,21 @@ def _point_noise(geo: CcdGeometry, flux: np.ndarray) -> np.ndarray:
     return np.sqrt(geo.sigma_bg_njy**2 + np.clip(flux, 0, None) * geo.njy_per_e)
 
 
+def _epoch(survey: Survey, sky: SkyModel, geo: CcdGeometry, stream: str) -> tuple:
+    """One detector-visit's visit, detector, WCS, random stream, mid-exposure MJD and the
+    movers' positions then."""
+    v = geo.visit
+    det = survey.detector(geo.detector_id)
+    rng = rng_for(survey.seed, stream, geo.ccd_visit_id)
+    return v, det, survey.wcs(v, det), rng, v.mjd_mid, sky.mover_positions(v.mjd_mid)
+
+
 def _sources(survey: Survey, sky: SkyModel, ent: Entities, geos: list[CcdGeometry]) -> Columns:
     """Single-visit detections: entities, transients, movers with S/N >= 5."""
     cols: dict[str, list[np.ndarray]] = {}
     for geo in geos:
-        v = geo.visit
-        rng = rng_for(survey.seed, "sources", geo.ccd_visit_id)
-        det = survey.detector(geo.detector_id)
-        wcs = survey.wcs(v, det)
-        mjd = v.mjd_mid
+        v, det, wcs, rng, mjd, (m_ra, m_dec) = _epoch(survey, sky, geo, "sources")
         t_flux = sky.transient_flux(v.band, mjd)
-        m_ra, m_dec = sky.mover_positions(mjd)
         ra = np.concatenate([ent.ra, sky.transients["ra"], m_ra])
         dec = np.concatenate([ent.dec, sky.transients["dec"], m_dec])
         flux = np.concatenate(
@@ -779,13 +783,8 @@ def _dia_sources(survey: Survey, sky: SkyModel, geos: list[CcdGeometry]) -> Colu
     dia_ids = DIA_OBJECT_ID_BASE + np.arange(n_var + n_tr, dtype=np.int64) + 1
     cols: dict[str, list[np.ndarray]] = {}
     for geo in geos:
-        v = geo.visit
-        rng = rng_for(survey.seed, "dia", geo.ccd_visit_id)
-        det = survey.detector(geo.detector_id)
-        wcs = survey.wcs(v, det)
-        mjd = v.mjd_mid
+        v, det, wcs, rng, mjd, (m_ra, m_dec) = _epoch(survey, sky, geo, "dia")
         sra, sdec = sky.star_positions(mjd)
-        m_ra, m_dec = sky.mover_positions(mjd)
         star_now = sky.star_flux(v.band, mjd)[var]
         star_mean = mag_to_njy(s[f"mag_{v.band}"][var])
         t_now = sky.transient_flux(v.band, mjd)

@@ -71,6 +71,16 @@ def _client(workers: int) -> Any:
         cluster.close()
 
 
+def echo_result(result: Any) -> None:
+    """Print a pipeline run's failed quanta (stderr) and its counts."""
+    for failure in result.failed:
+        click.echo(f"FAILED {failure.task} {failure.data_id}: {failure.error}", err=True)
+    click.echo(
+        f"{result.succeeded} quanta succeeded, {len(result.failed)} failed, "
+        f"{result.skipped} skipped in {result.wall_seconds:.1f} s -> {result.output_run}"
+    )
+
+
 @click.group()
 def pipeline() -> None:
     """Science pipelines (prompt processing, templates) on the Butler repo."""
@@ -131,12 +141,7 @@ def pipeline_run(
             )
         except FileNotFoundError as exc:
             raise click.ClickException(str(exc)) from exc
-    for failure in result.failed:
-        click.echo(f"FAILED {failure.task} {failure.data_id}: {failure.error}", err=True)
-    click.echo(
-        f"{result.succeeded} quanta succeeded, {len(result.failed)} failed, "
-        f"{result.skipped} skipped in {result.wall_seconds:.1f} s -> {output_run}"
-    )
+    echo_result(result)
     if result.failed:
         raise SystemExit(1)
 

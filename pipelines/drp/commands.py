@@ -47,7 +47,7 @@ def release(
 ) -> None:
     """Run the data release pipeline on the data preview and publish its catalogs and coadds."""
     from sciplat.config import load_settings
-    from sciplat.pipelines.cli import _client
+    from sciplat.pipelines.cli import _client, echo_result
     from sciplat.pipelines.drp.release import ReleaseError, publish_release, run_release
 
     settings = load_settings(config_path, data_dir=data_dir)
@@ -69,12 +69,7 @@ def release(
             )
         except ReleaseError as exc:
             raise click.ClickException(str(exc)) from exc
-    for failure in result.failed:
-        click.echo(f"FAILED {failure.task} {failure.data_id}: {failure.error}", err=True)
-    click.echo(
-        f"{result.succeeded} quanta succeeded, {len(result.failed)} failed, "
-        f"{result.skipped} skipped in {result.wall_seconds:.1f} s -> {result.output_run}"
-    )
+    echo_result(result)
     if publish:
         say = (lambda msg: None) if quiet else (lambda msg: click.echo(msg, err=True))
         try:

@@ -8,7 +8,7 @@ a dithered pointing, a small rotation and its own seeing, sky level and zero poi
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 from astropy.wcs import WCS
@@ -95,17 +95,19 @@ SIZES: dict[str, SizePreset] = {
         transients=25,
         movers=5,
     ),
-    "large": SizePreset(
-        name="large",
-        detectors=4,
-        detector_pixels=2048,
-        visits_per_band={"u": 3, "g": 6, "r": 6, "i": 6, "z": 4, "y": 3},
-        density=400_000,
-        survey_days=40,
-        images=False,
-        object_rows=10_000_000,
-    ),
 }
+#: The small survey's camera and cadence with more visits, catalogs only, 10M Objects.
+SIZES["large"] = replace(
+    SIZES["small"],
+    name="large",
+    visits_per_band={"u": 3, "g": 6, "r": 6, "i": 6, "z": 4, "y": 3},
+    density=400_000,
+    images=False,
+    object_rows=10_000_000,
+    variables=0,
+    transients=0,
+    movers=0,
+)
 
 
 @dataclass(frozen=True)
