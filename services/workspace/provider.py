@@ -28,11 +28,13 @@ from wsgidav.fs_dav_provider import FileResource, FolderResource
 from sciplat.config import Settings
 from sciplat.services.workspace.quota import DiskUsage, group_quota, user_quota
 
-__all__ = ["ENVIRON_GROUPS", "ENVIRON_USER", "Workspace", "WorkspaceProvider"]
+__all__ = ["ENVIRON_GROUPS", "ENVIRON_USER", "QUOTA_PROPERTIES", "Workspace", "WorkspaceProvider"]
 
 ENVIRON_USER = "sciplat.user"
 ENVIRON_GROUPS = "sciplat.groups"
 HTTP_INSUFFICIENT_STORAGE = 507
+#: RFC 4331 live properties of every workspace folder.
+QUOTA_PROPERTIES = ("{DAV:}quota-used-bytes", "{DAV:}quota-available-bytes")
 GROUP_PREFIX = "sciplat-"
 
 
@@ -188,6 +190,20 @@ class _Folder(FolderResource):
     def __init__(self, path: str, environ: dict, target: _Target) -> None:
         super().__init__(path, environ, str(target.path))
         self.target = target
+
+    # RFC 4331 quota properties: the use and room of the whole workspace (home or group
+    # directory) this folder is in - the same measurement writes are checked against.
+    def get_used_bytes(self) -> int:
+        return self.provider.usage.used(self.target.root)
+
+    def get_available_bytes(self) -> int:
+        return self.provider.bytes_left(self.environ, self.target.root)
+
+    def get_property_names(self, *, is_allprop: bool) -> list[str]:
+        names = super().get_property_names(is_allprop=is_allprop)
+        if is_allprop:  # RFC 4331 section 3: only returned when asked for by name
+            names = [n for n in names if n not in QUOTA_PROPERTIES]
+        return names
 
     def create_empty_resource(self, name: str) -> Any:
         path = util.join_uri(self.path, name)

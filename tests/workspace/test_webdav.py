@@ -6,6 +6,7 @@ import io
 import json
 import os
 import pwd
+import shutil
 
 import httpx
 import pytest
@@ -100,6 +101,13 @@ def test_group_directory_for_members_only(test_hub, dav_url):
         assert handle.read() == b"shared"
     with pytest.raises((ClientError, HTTPError)):
         bob.ls("/groups/staff")
+    with pytest.raises((ClientError, HTTPError)):
+        bob.upload_fileobj(io.BytesIO(b"x"), "/groups/staff/intruder.txt")
+    assert not (test_hub.settings.groups_dir / "staff" / "intruder.txt").exists()
+    on_disk = test_hub.settings.groups_dir / "users" / "notes.txt"
+    if os.geteuid() == 0:  # written as alice; the directory is closed to non-members
+        assert on_disk.stat().st_uid == pwd.getpwnam("alice").pw_uid
+        assert on_disk.parent.stat().st_mode & 0o007 == 0
 
 
 @pytest.mark.parametrize(
@@ -177,3 +185,137 @@ def test_admin_quota_command(test_hub):
     runner.invoke(
         cli, ["admin", "quota", "set", "user", "alice", "default", "--config", str(config)]
     )
+
+
+QUOTA_PROPFIND = (
+    '<?xml version="1.0"?><propfind xmlns="DAV:"><prop>'
+    "<quota-used-bytes/><quota-available-bytes/></prop></propfind>"
+)
+
+
+def _quota(dav_url: str, token: str, path: str) -> tuple[int, int]:
+    import xml.etree.ElementTree as ET
+
+    r = httpx.request(
+        "PROPFIND",
+        f"{dav_url}{path}",
+        content=QUOTA_PROPFIND,
+        headers={"Authorization": f"Bearer {token}", "Depth": "0"},
+    )
+    assert r.status_code == 207, r.text
+    root = ET.fromstring(r.content)
+    used = root.findtext(".//{DAV:}quota-used-bytes")
+    left = root.findtext(".//{DAV:}quota-available-bytes")
+    return int(used), int(left)
+
+
+def test_quota_properties_are_the_enforced_measurement(test_hub, dav_url):
+    """RFC 4331 quota-used/available-bytes: what the lab's status bar and `rclone about` show,
+    from the same measurement writes are checked against."""
+    from sciplat.services.workspace.quota import measure
+
+    token = test_hub.token_for("bob")
+    headers = {"Authorization": f"Bearer {token}"}
+    home = test_hub.settings.homes_dir / "bob"
+    set_override(test_hub.settings, "users", "bob", 3 * 2**20)
+    try:
+        used, left = _quota(dav_url, token, "/home/bob/")
+        assert used + left == 3 * 2**20
+        assert abs(used - measure(home)) <= 64 * 1024  # measured (blocks), maybe cached
+        r = httpx.put(f"{dav_url}/home/bob/q.bin", content=b"q" * 500_000, headers=headers)
+        assert r.status_code in (201, 204)
+        after, left_after = _quota(dav_url, token, "/home/bob/")
+        assert after >= used + 500_000 and after + left_after == 3 * 2**20
+        # a file that does not fit what the property says is left is refused
+        too_big = httpx.put(
+            f"{dav_url}/home/bob/r.bin", content=b"r" * (left_after + 1), headers=headers
+        )
+        assert too_big.status_code == 507
+        group_used, group_left = _quota(dav_url, token, "/groups/users/")
+        assert group_used + group_left == test_hub.settings.groups["users"].quotas.disk
+        # not part of allprop (RFC 4331 section 3)
+        allprop = httpx.request(
+            "PROPFIND", f"{dav_url}/home/bob/", headers={**headers, "Depth": "0"}
+        )
+        assert allprop.status_code == 207 and b"quota-used-bytes" not in allprop.content
+    finally:
+        set_override(test_hub.settings, "users", "bob", None)
+        httpx.delete(f"{dav_url}/home/bob/q.bin", headers=headers)
+
+
+# -- rclone, a standard WebDAV client (Debian package) ---------------------------------------
+
+
+def _rclone(test_hub, dav_url: str, user: str, *args: str, check: bool = True):
+    import subprocess
+
+    obscured = subprocess.run(
+        ["rclone", "obscure", test_hub.token_for(user)], capture_output=True, text=True, check=True
+    ).stdout.strip()
+    env = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "HOME": os.environ.get("HOME", "/root"),
+        "RCLONE_CONFIG": "/dev/null",
+        "RCLONE_CONFIG_DAV_TYPE": "webdav",
+        "RCLONE_CONFIG_DAV_URL": dav_url,
+        "RCLONE_CONFIG_DAV_VENDOR": "other",
+        "RCLONE_CONFIG_DAV_USER": "token",
+        "RCLONE_CONFIG_DAV_PASS": obscured,
+    }
+    # "home:" is a remote rooted at the user's home (rclone asks it for the quota properties)
+    env |= {k.replace("_DAV_", "_HOME_"): v for k, v in env.items() if "_DAV_" in k}
+    env["RCLONE_CONFIG_HOME_URL"] = f"{dav_url}/home/{user}"
+    done = subprocess.run(
+        ["rclone", "--retries", "1", "--low-level-retries", "1", *args],
+        env=env,
+        capture_output=True,
+        timeout=120,
+    )
+    if check:
+        assert done.returncode == 0, done.stderr.decode(errors="replace")
+    return done
+
+
+@pytest.mark.skipif(shutil.which("rclone") is None, reason="rclone: scripts/setup.sh installs it")
+def test_rclone_copy_ranges_about_move_delete(test_hub, dav_url, tmp_path):
+    local = tmp_path / "up"
+    local.mkdir()
+    body = bytes(range(256)) * 1024  # 256 KiB
+    (local / "cube.bin").write_bytes(body)
+    (local / "notes.txt").write_text("from rclone\n")
+    _rclone(test_hub, dav_url, "alice", "copy", str(local), "dav:home/alice/rc")
+    listed = json.loads(_rclone(test_hub, dav_url, "alice", "lsjson", "dav:home/alice/rc").stdout)
+    assert sorted((e["Name"], e["Size"]) for e in listed) == [
+        ("cube.bin", len(body)),
+        ("notes.txt", 12),
+    ]
+    on_disk = test_hub.settings.homes_dir / "alice/rc/cube.bin"
+    assert on_disk.read_bytes() == body
+    if os.geteuid() == 0:
+        assert on_disk.stat().st_uid == pwd.getpwnam("alice").pw_uid
+        assert on_disk.parent.stat().st_uid == pwd.getpwnam("alice").pw_uid
+    # a byte range (rclone asks for Range: bytes=1000-1999)
+    part = _rclone(
+        test_hub, dav_url, "alice", "cat", "--offset", "1000", "--count", "1000",
+        "dav:home/alice/rc/cube.bin",
+    )  # fmt: skip
+    assert part.stdout == body[1000:2000]
+    # usage against the quota (RFC 4331 properties)
+    about = json.loads(_rclone(test_hub, dav_url, "alice", "about", "--json", "home:").stdout)
+    assert about["used"] >= len(body)
+    assert about["used"] + about["free"] == test_hub.settings.groups["users"].quotas.disk
+    _rclone(test_hub, dav_url, "alice", "moveto", "dav:home/alice/rc/notes.txt",
+            "dav:home/alice/rc/moved.txt")  # fmt: skip
+    assert (test_hub.settings.homes_dir / "alice/rc/moved.txt").read_text() == "from rclone\n"
+    # bob cannot read or write alice's home through rclone either
+    refused = _rclone(test_hub, dav_url, "bob", "lsjson", "dav:home/alice/rc", check=False)
+    assert refused.returncode != 0
+    (local / "evil.txt").write_text("x")
+    refused = _rclone(
+        test_hub, dav_url, "bob", "copyto", str(local / "evil.txt"), "dav:home/alice/evil.txt",
+        check=False,
+    )  # fmt: skip
+    assert refused.returncode != 0
+    assert not (test_hub.settings.homes_dir / "alice/evil.txt").exists()
+    _rclone(test_hub, dav_url, "alice", "purge", "dav:home/alice/rc")
+    assert not on_disk.parent.exists()
