@@ -29,14 +29,16 @@ def error_position(message: str) -> dict[str, int] | None:
 
 @dataclass
 class JobStatus:
+    """A UWS job as :func:`parse_job` reads it (times are the job document's ISO strings)."""
+
     job_id: str
     phase: str
-    query: str = ""
-    error: str | None = None
-    result_url: str | None = None
-    created: str | None = None
-    started: str | None = None
-    ended: str | None = None
+    query: str
+    error: str | None
+    result_url: str | None
+    created: str | None
+    started: str | None
+    ended: str | None
 
     def as_dict(self) -> dict[str, Any]:
         out = dict(self.__dict__)
