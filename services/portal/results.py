@@ -129,18 +129,8 @@ class ResultCache:
         result_id = result_id or self.new_id()
         target = self._dir(user) / f"{result_id}.parquet"
         parquet.replace(target)
-        meta = pq.read_metadata(target)
-        schema = meta.schema.to_arrow_schema()
-        columns = [{"name": f.name, "type": str(f.type), **_field_meta(f)} for f in schema]
-        info = ResultInfo(
-            id=result_id,
-            title=title,
-            rows=meta.num_rows,
-            columns=columns,
-            source=source,
-            job_id=job_id,
-            query=query,
-        )
+        rows, columns = _describe(target)
+        info = ResultInfo(result_id, title, rows, columns, source, job_id, query)
         (self._dir(user) / f"{result_id}.json").write_text(json.dumps(asdict(info)))
         return info
 
@@ -346,6 +336,13 @@ def _sql_str(value: str) -> str:
 
 def _is_numeric(type_name: str) -> bool:
     return any(t in type_name for t in ("int", "float", "double", "decimal"))
+
+
+def _describe(path: Path) -> tuple[int, list[dict[str, Any]]]:
+    """The row count and the columns (name, type, unit, UCD, description) of a Parquet file."""
+    meta = pq.read_metadata(path)
+    fields = meta.schema.to_arrow_schema()
+    return meta.num_rows, [{"name": f.name, "type": str(f.type), **_field_meta(f)} for f in fields]
 
 
 def _field_meta(f: pa.Field) -> dict[str, Any]:
