@@ -1,4 +1,5 @@
-"""The one exception hierarchy of the lab's server extension.
+"""The lab's server extension errors: the API service's one hierarchy
+(:class:`~sciplat.services.common.errors.ServiceError`) with the lab's REST contract codes.
 
 Every error a user can cause (or meet when a service is down) is a :class:`LabError` with an
 HTTP status and a short machine code; the handlers render it as the REST contract's JSON
@@ -8,6 +9,8 @@ HTTP status and a short machine code; the handlers render it as the REST contrac
 from __future__ import annotations
 
 from typing import Any
+
+from sciplat.services.common.errors import ServiceError
 
 __all__ = [
     "BadRequest",
@@ -21,24 +24,28 @@ __all__ = [
 ]
 
 
-class LabError(Exception):
+class LabError(ServiceError, status=400, code="bad-request"):
     """Base class: ``status`` (HTTP), ``code`` (contract error code), ``message``, extras."""
 
-    status: int = 400
-    code: str = "bad-request"
-
-    def __init__(self, message: str, *, code: str | None = None, **extra: Any) -> None:
-        super().__init__(message)
-        self.message = message
-        if code is not None:
-            self.code = code
+    def __init__(
+        self, message: str, *, code: str | None = None, status: int | None = None, **extra: Any
+    ) -> None:
+        super().__init__(message, code=code, status=status)
         self.extra = extra
+
+    @property
+    def status(self) -> int:
+        return self.status_code
+
+    @property
+    def code(self) -> str:
+        return self.error_code
 
     def renamed(self, code: str, *, status: int | None = None) -> LabError:
         """This error under another contract code (and status); returns itself."""
-        self.code = code
+        self.error_code = code
         if status is not None:
-            self.status = status
+            self.status_code = status
         return self
 
     def as_json(self) -> dict[str, Any]:
@@ -49,41 +56,29 @@ class BadRequest(LabError):
     """Malformed input, or a path outside the lab's root (400)."""
 
 
-class Forbidden(LabError):
+class Forbidden(LabError, status=403, code="forbidden"):
     """A platform service refused the lab's token (403)."""
 
-    status = 403
-    code = "forbidden"
+
+class NotFound(LabError, status=404, code="not-found"):
+    """The file, tutorial or job does not exist (404)."""
 
 
-class NotFound(LabError):
-    status = 404
-    code = "not-found"
+class Conflict(LabError, status=409, code="exists"):
+    """The target exists and the caller did not ask to replace it (409)."""
 
 
-class Conflict(LabError):
-    status = 409
-    code = "exists"
+class UnsupportedType(LabError, status=415, code="unsupported-type"):
+    """A file of a type the action cannot take (415)."""
 
 
-class UnsupportedType(LabError):
-    status = 415
-    code = "unsupported-type"
-
-
-class Unprocessable(LabError):
+class Unprocessable(LabError, status=422, code="invalid"):
     """Well-formed input that fails validation (a bad sidecar, bad parameters) (422)."""
 
-    status = 422
-    code = "invalid"
 
-
-class ServiceUnreachable(LabError):
-    """A platform service (TAP, notebooks, portal, hub) cannot be reached or failed (503/502)."""
-
-    status = 503
-    code = "service-unreachable"
+class ServiceUnreachable(LabError, status=503, code="service-unreachable"):
+    """A platform service (TAP, notebooks, portal, hub) cannot be reached or failed (503/502);
+    *code* names it (``tap-unreachable``, ...)."""
 
     def __init__(self, message: str, *, code: str, status: int = 503, **extra: Any) -> None:
-        super().__init__(message, code=code, **extra)
-        self.status = status
+        super().__init__(message, code=code, status=status, **extra)

@@ -31,11 +31,8 @@ _read = require_scope(READ_SCOPE)
 _write = require_scope(WRITE_SCOPE)
 
 
-class PayloadTooLargeError(UsageError):
+class PayloadTooLargeError(UsageError, status=413, code="PayloadTooLarge"):
     """The upload is larger than ``mydb.max_upload_bytes`` (HTTP 413)."""
-
-    status_code = 413
-    error_code = "PayloadTooLarge"
 
 
 def _service(request: Request) -> MyDBService:

@@ -44,11 +44,8 @@ _USER_HEADER = b"x-sciplat-dav-user"
 _GROUPS_HEADER = b"x-sciplat-dav-groups"
 
 
-class WorkspaceUnavailableError(ServiceError):
+class WorkspaceUnavailableError(ServiceError, status=503, code="WorkspaceUnavailable"):
     """The caller's home could not be created or found (HTTP 503)."""
-
-    status_code = 503
-    error_code = "WorkspaceUnavailable"
 
 
 class TrustedDomainController:
