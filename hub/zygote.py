@@ -25,10 +25,11 @@ import os
 import signal
 import sys
 import traceback
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-__all__ = ["Zygote", "main"]
+__all__ = ["Zygote", "become", "main", "serve"]
 
 #: Modules a lab imports at start; the zygote imports them ahead of time.
 PRELOAD = (
@@ -47,9 +48,15 @@ class Zygote:
     """The hub's handle on one zygote process (see the module docstring)."""
 
     def __init__(
-        self, python: Path, log_path: Path, log: logging.Logger, start_timeout: float = 120.0
+        self,
+        python: Path,
+        log_path: Path,
+        log: logging.Logger,
+        start_timeout: float = 120.0,
+        module: str = "sciplat.hub.zygote",
     ) -> None:
         self.python = python
+        self.module = module
         self.log_path = log_path
         self.log = log
         self.start_timeout = start_timeout
@@ -74,7 +81,7 @@ class Zygote:
             self._proc = await asyncio.create_subprocess_exec(
                 str(self.python),
                 "-m",
-                "sciplat.hub.zygote",
+                self.module,
                 stdin=asyncio.subprocess.PIPE,
                 stdout=asyncio.subprocess.PIPE,
                 stderr=fd,
@@ -132,36 +139,46 @@ def _reap(signum: int, frame: Any) -> None:
             return
 
 
-def _child(request: dict[str, Any]) -> None:
-    """Become the lab (never returns)."""
+def become(request: dict[str, Any]) -> None:
+    """In a forked child: a new session, the request's log as stdout and stderr, its limits,
+    user, working directory and environment."""
+    signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+    os.setsid()
+    log = os.open(request["log"], os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+    devnull = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(devnull, 0)
+    os.dup2(log, 1)
+    os.dup2(log, 2)
+    os.closerange(3, 65536)
+    from sciplat.hub.limits import LimitHandle
+
+    if request.get("limits"):
+        LimitHandle(**request["limits"]).enter()
+    if request["uid"] != os.getuid():
+        os.initgroups(request["user"], request["gid"])
+        os.setgid(request["gid"])
+        os.setuid(request["uid"])
+    os.umask(0o022)
+    os.chdir(request["cwd"])
+    os.environ.clear()
+    os.environ.update(request["env"])
+    if "dask.config" in sys.modules:  # preloaded: read this lab's DASK_* settings again
+        sys.modules["dask.config"].refresh()
+
+
+def _singleuser(request: dict[str, Any]) -> int:
+    sys.argv = ["jupyterhub-singleuser", *request["args"]]
+    from jupyterhub.singleuser import main as singleuser
+
+    return singleuser() or 0
+
+
+def _child(request: dict[str, Any], run: Callable[[dict[str, Any]], int]) -> None:
+    """Become what *request* asks (the lab, by default) and run it; never returns."""
     code = 1
     try:
-        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
-        os.setsid()
-        log = os.open(request["log"], os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
-        devnull = os.open(os.devnull, os.O_RDONLY)
-        os.dup2(devnull, 0)
-        os.dup2(log, 1)
-        os.dup2(log, 2)
-        os.closerange(3, 65536)
-        from sciplat.hub.limits import LimitHandle
-
-        if request.get("limits"):
-            LimitHandle(**request["limits"]).enter()
-        if request["uid"] != os.getuid():
-            os.initgroups(request["user"], request["gid"])
-            os.setgid(request["gid"])
-            os.setuid(request["uid"])
-        os.umask(0o022)
-        os.chdir(request["cwd"])
-        os.environ.clear()
-        os.environ.update(request["env"])
-        if "dask.config" in sys.modules:  # preloaded: read this lab's DASK_* settings again
-            sys.modules["dask.config"].refresh()
-        sys.argv = ["jupyterhub-singleuser", *request["args"]]
-        from jupyterhub.singleuser import main as singleuser
-
-        code = singleuser() or 0
+        become(request)
+        code = run(request)
     except SystemExit as exc:
         code = exc.code if isinstance(exc.code, int) else 1
     except BaseException:
@@ -172,15 +189,20 @@ def _child(request: dict[str, Any]) -> None:
         os._exit(code)
 
 
-def main() -> None:
-    sys.modules.setdefault("rfc3987_syntax", None)  # see sciplat.hub.labstart
+def serve(
+    preload: tuple[str, ...],
+    required: tuple[str, ...],
+    run: Callable[[dict[str, Any]], int],
+) -> None:
+    """Import *preload* (*required* ones must import), say ready, then fork a child per request
+    line that becomes the requested process and calls *run* with the request."""
     out = sys.stdout
     try:
-        for name in PRELOAD:
+        for name in preload:
             try:
                 __import__(name)
             except ImportError as exc:
-                if name in PRELOAD[:3]:
+                if name in required:
                     raise
                 print(f"zygote: optional module {name} not importable: {exc}", file=sys.stderr)
     except BaseException as exc:
@@ -196,9 +218,14 @@ def main() -> None:
         sys.stderr.flush()
         pid = os.fork()
         if pid == 0:
-            _child(request)
+            _child(request, run)
         out.write(json.dumps({"pid": pid}) + "\n")
         out.flush()
+
+
+def main() -> None:
+    sys.modules.setdefault("rfc3987_syntax", None)  # see sciplat.hub.labstart
+    serve(PRELOAD, PRELOAD[:3], _singleuser)
 
 
 if __name__ == "__main__":

@@ -130,6 +130,9 @@ def cluster_options(settings: Settings) -> Callable[[Any], Options]:
                     "PATH": f"{env}/bin:/usr/local/bin:/usr/bin:/bin",
                     "VIRTUAL_ENV": str(env),
                     "PYTHONUNBUFFERED": "1",
+                    # The nanny forks its worker instead of spawning a new interpreter that
+                    # imports distributed again (~1.5 s per worker).
+                    "DASK_DISTRIBUTED__WORKER__MULTIPROCESSING_METHOD": "fork",
                 },
                 "worker_cores": options.worker_cores,
                 "worker_threads": options.worker_cores,

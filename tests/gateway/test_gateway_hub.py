@@ -42,6 +42,11 @@ def test_user_creates_scales_computes_and_dashboard_needs_auth(gateway_hub) -> N
             assert len(client.scheduler_info()["workers"]) == 2
             futures = client.map(lambda x: x * x, range(100))
             assert client.submit(sum, futures).result() == 328350
+            # The scheduler was forked from the gateway's pre-imported fork server.
+            parent = client.run_on_scheduler(
+                lambda: Path(f"/proc/{os.getppid()}/cmdline").read_text().replace("\0", " ")
+            )
+            assert "sciplat.hub.gateway.forkserver" in parent, parent
             # Both workers did work, as gwalice's Unix account when run as root.
             who = client.run(os.getuid)
             assert len(who) == 2
