@@ -19,11 +19,13 @@ def _load_jupyter_server_extension(serverapp: Any) -> None:
     """Register the handlers, and give the lab the read-only ``~/tutorials`` link."""
     from pathlib import Path
 
+    from sciplat.labextension import daskclusters
     from sciplat.labextension.config import SciplatLab
     from sciplat.labextension.handlers import setup_handlers
 
     config = SciplatLab(parent=serverapp)
     setup_handlers(serverapp.web_app, config, serverapp.root_dir)
+    daskclusters.install(serverapp)  # the dask sidebar lists the user's gateway clusters
     try:
         from sciplat.notebooks import link_tutorials
 
