@@ -265,7 +265,7 @@ class NotebookService:
                     python=python,
                     timeout=job.timeout,
                     discovery=self._discovery(),
-                    environment=self._lab_environment(),
+                    environment=self._lab_environment(user.name),
                     on_event=on_event,
                 )
             await self._finish(job, result, directory)
@@ -325,15 +325,27 @@ class NotebookService:
         doc = discovery_document(self.settings.public_url, datasets=datasets)
         return doc.model_dump(mode="json")
 
-    def _lab_environment(self) -> dict[str, str]:
+    def _lab_environment(self, username: str) -> dict[str, str]:
         """The service settings a lab's environment carries, so notebooks run here find the
-        same services (``sciplat.get_gateway()`` needs ``DASK_GATEWAY__*``)."""
+        same services: the gateway (``sciplat.get_gateway()`` needs ``DASK_GATEWAY__*``) and
+        the portal (``FIREFLY_URL`` and ``FIREFLY_CHANNEL``, the channel signed for the run's
+        owner, as their lab gets it)."""
+        from sciplat.services.portal.channels import DEFAULT_NONCE, ChannelSigner, channel_secret
+        from sciplat.services.portal.hubconf import SERVICE_NAME
+
+        portal_url = f"{self.settings.public_url}/services/{SERVICE_NAME}"
+        signer = ChannelSigner(channel_secret(self.settings))
+        env = {
+            "FIREFLY_URL": portal_url,
+            "SCIPLAT_PORTAL_URL": portal_url,
+            "FIREFLY_CHANNEL": signer.make(username, DEFAULT_NONCE),
+        }
         try:
             from sciplat.hub.gateway import lab_environment
         except ImportError:
             log.warning("gateway configuration not importable; runs get no gateway", exc_info=True)
-            return {}
-        return lab_environment(self.settings)
+            return env
+        return {**lab_environment(self.settings), **env}
 
     async def wait(self, job_id: str, timeout: float | None = None) -> None:
         """Wait until *job_id*'s background task ends (tests and benchmarks)."""

@@ -179,9 +179,14 @@ def nb_service_user(name):
     return AuthenticatedUser(name=name, scopes=frozenset(), groups=("users",))
 
 
-async def test_noteburst_style_submission(nb_client, auth):
+async def test_noteburst_style_submission(nb_client, auth, nb_settings):
+    from sciplat.services.portal.channels import ChannelSigner, channel_secret
+
     h = auth("bob")
-    nb = notebook(code("import sys\nprint('hello from', sys.version_info[0])"))
+    nb = notebook(
+        code("import sys\nprint('hello from', sys.version_info[0])"),
+        code("import os\nprint(os.environ['FIREFLY_CHANNEL'], os.environ['FIREFLY_URL'])"),
+    )
     response = await nb_client.post(f"{BASE}/jobs", json={"ipynb": nb, "title": "probe"},
                                     headers=h)  # fmt: skip
     assert response.status_code == 202
@@ -190,6 +195,10 @@ async def test_noteburst_style_submission(nb_client, auth):
     assert done["kind"] == "notebook"
     out = await nb_client.get(done["ipynb_url"].replace("http://testserver", ""), headers=h)
     assert out.json()["cells"][0]["outputs"][0]["text"] == "hello from 3\n"
+    # The run has bob's portal channel, as his lab has (tutorial 04's round trips need it).
+    channel, portal = out.json()["cells"][1]["outputs"][0]["text"].split()
+    assert ChannelSigner(channel_secret(nb_settings)).user_of(channel) == "bob"
+    assert portal == f"{nb_settings.public_url}/services/portal"
     bad = await nb_client.post(f"{BASE}/jobs", json={"ipynb": {"cells": "x"}}, headers=h)
     assert bad.status_code == 400
     assert "not a valid notebook" in bad.json()["message"]
