@@ -1,9 +1,15 @@
 """Bots that run notebooks against a live platform (like Rubin's mobu), and the benchmark.
 
 A bot is a hub user (``bot-notebooks-<n>``, group ``users``) made through the hub's REST API
-with an admin token. It can spawn its lab (``--spawn``: start, wait until ready, stop at the
-end) and runs every notebook in ``notebooks/`` through the notebooks API: templates with their
-defaults, other notebooks as submitted notebooks, each executed fresh as the bot.
+with an admin token. It runs every notebook in ``notebooks/`` (templates with their default
+parameters) in one of two ways:
+
+- ``via="lab"`` (the default of ``sciplat check notebooks``): the bot spawns its lab and runs
+  each notebook cell by cell in a new kernel of that lab, over the Jupyter server's REST API and
+  kernel websocket (:mod:`.labrun`), as Rubin's mobu does; the kernel has everything a user's
+  kernel has (their Unix account, token, discovery document, portal channel, gateway);
+- ``via="service"``: through the notebooks execution service's API (noteburst-style), each run
+  executed fresh as the bot.
 """
 
 from __future__ import annotations
@@ -21,7 +27,7 @@ from typing import Any
 import httpx
 import yaml
 
-__all__ = ["BotClient", "NotebookReport", "collect_notebooks", "run_all"]
+__all__ = ["BotClient", "NotebookReport", "collect_notebooks", "prepare", "run_all"]
 
 ACTIVE = ("queued", "running")
 #: Answers of a proxy whose service is (re)starting: the bot waits and asks again.
@@ -59,6 +65,10 @@ class NotebookReport:
     error: dict[str, Any] | None = None
     job_id: str = ""
     job_url: str = ""
+    via: str = "service"
+    kernel: str = ""
+    #: In a lab: who the kernel ran as (``hub_user``, ``unix_user``).
+    identity: dict[str, Any] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
@@ -76,10 +86,13 @@ class BotClient:
         group: str = "users",
         *,
         retry_seconds: float = 60,
+        lab_options: dict[str, Any] | None = None,
     ) -> None:
         self.hub_url = hub_url.rstrip("/")
         self.name = name
         self.retry_seconds = retry_seconds
+        #: The spawn form's choices for the bot's lab (``{"size": "medium"}``); none: defaults.
+        self.lab_options = lab_options or {}
         self._admin = httpx.Client(
             base_url=f"{self.hub_url}/hub/api", timeout=60,
             headers={"Authorization": f"token {admin_token}"},
@@ -105,7 +118,7 @@ class BotClient:
     def spawn_lab(self, timeout: float = 300) -> float:
         """Start the bot's lab and wait until the hub says it is ready; returns seconds."""
         started = time.monotonic()
-        response = self._admin.post(f"/users/{self.name}/server")
+        response = self._admin.post(f"/users/{self.name}/server", json=self.lab_options)
         if response.status_code not in (201, 202, 400):  # 400: already running
             raise RuntimeError(f"spawn of {self.name} refused: {response.text}")
         while time.monotonic() - started < timeout:
@@ -127,6 +140,11 @@ class BotClient:
             if not model.get("servers") and not model.get("pending"):
                 return
             time.sleep(0.5)
+
+    @property
+    def lab_url(self) -> str:
+        """The bot's (default) lab, a Jupyter server behind the hub's proxy."""
+        return f"{self.hub_url}/user/{self.name}"
 
     def lab_status(self) -> int:
         """HTTP status of the running lab's ``api/status`` as the bot (200: it serves)."""
@@ -176,9 +194,14 @@ class BotClient:
             job = response.json()
         return job
 
-    def run(self, notebook: Path, root: Path, timeout: float = 1800) -> NotebookReport:
+    def run(
+        self, notebook: Path, root: Path, timeout: float = 1800, *, via: str = "service"
+    ) -> NotebookReport:
+        """Run *notebook* fresh as the bot, in its lab's kernel or through the service."""
         started = time.monotonic()
         try:
+            if via == "lab":
+                return self._run_in_lab(notebook, root, timeout, started)
             job = self.wait(self.submit(notebook, root), timeout)
         except Exception as exc:
             return NotebookReport(
@@ -186,7 +209,8 @@ class BotClient:
                 str(notebook.relative_to(root)),
                 "refused",
                 time.monotonic() - started,
-                error={"ename": type(exc).__name__, "evalue": str(exc)},
+                error={"index": None, "ename": type(exc).__name__, "evalue": str(exc)},
+                via=via,
             )
         return NotebookReport(
             bot=self.name,
@@ -200,9 +224,43 @@ class BotClient:
             job_url=job.get("page_url", ""),
         )
 
+    def _run_in_lab(
+        self, notebook: Path, root: Path, timeout: float, started: float
+    ) -> NotebookReport:
+        from sciplat.services.notebooks.labrun import run_in_server
+
+        run = run_in_server(self.lab_url, self.token, prepare(notebook), timeout=timeout)
+        return NotebookReport(
+            bot=self.name,
+            notebook=str(notebook.relative_to(root)),
+            status=run.status,
+            seconds=time.monotonic() - started,
+            kernel_seconds=run.kernel_seconds,
+            cells=run.cells,
+            error=run.error,
+            via="lab",
+            kernel=run.kernel,
+            identity=run.identity,
+        )
+
     def close(self) -> None:
         self.api.close()
         self._admin.close()
+
+
+def prepare(notebook: Path) -> dict[str, Any]:
+    """What a bot executes: a template (a notebook with a sidecar) with its default parameters
+    injected, any other notebook as it is. A broken template raises ``RuntimeError``."""
+    if not notebook.with_suffix(".yaml").is_file():
+        return json.loads(notebook.read_text())
+    from sciplat.services.notebooks.catalog import TemplateCatalog
+    from sciplat.services.notebooks.params import inject_parameters, validate_parameters
+
+    name = f"{notebook.parent.name}/{notebook.stem}"
+    template = TemplateCatalog([notebook.parent]).get(name)
+    if template is None or not template.ok:
+        raise RuntimeError(f"template {name} is broken: {template.error if template else '?'}")
+    return inject_parameters(template.notebook(), validate_parameters(template.parameters, {}))
 
 
 def collect_notebooks(root: Path) -> list[Path]:
@@ -228,15 +286,17 @@ def run_all(
     *,
     jobs: int = 1,
     timeout: float = 1800,
+    via: str = "service",
     progress: Callable[[NotebookReport], None] | None = None,
 ) -> list[NotebookReport]:
     """Each bot runs every notebook (bots in parallel; each bot *jobs* notebooks at once, the
-    longest first by their sidecar's timeout). Reports come back in (bot, notebook) order."""
+    longest first by their sidecar's timeout) *via* its lab or the service. Reports come back
+    in (bot, notebook) order."""
     order = sorted(range(len(notebooks)), key=lambda i: -_declared_timeout(notebooks[i]))
 
     def one_bot(bot: BotClient) -> list[NotebookReport]:
         def one(index: int) -> tuple[int, NotebookReport]:
-            report = bot.run(notebooks[index], root, timeout)
+            report = bot.run(notebooks[index], root, timeout, via=via)
             if progress:
                 progress(report)
             return index, report

@@ -25,12 +25,25 @@ def _common(f):
     f = click.option("--bot-prefix", default="bot-notebooks", show_default=True,
                      help="Bot users are <prefix>-<n> (hub users and, as root, Unix "
                      "accounts).")(f)  # fmt: skip
+    f = click.option("--lab-size", help="Size of the bots' labs (a name from sciplat.yaml "
+                     "sizes; default: the platform's default).")(f)  # fmt: skip
     f = click.option("--url", default="http://127.0.0.1:8000", show_default=True,
                      help="Public URL of the platform (the hub's proxy).")(f)  # fmt: skip
     f = click.option("--admin-token", envvar="SCIPLAT_ADMIN_TOKEN", required=True,
                      help="Hub token with admin:users and tokens scopes "
                      "($SCIPLAT_ADMIN_TOKEN); makes bot users and their tokens.")(f)  # fmt: skip
     return f
+
+
+def _via(f):
+    return click.option(
+        "--via",
+        type=click.Choice(["lab", "service"]),
+        default="lab",
+        show_default=True,
+        help="lab: spawn each bot's lab and run the cells in a kernel of it (REST + kernel "
+        "websocket, like mobu); service: submit to the notebooks execution service.",
+    )(f)
 
 
 def register(cli: click.Group) -> None:
@@ -44,10 +57,12 @@ def register(cli: click.Group) -> None:
         help="Notebooks each bot runs at once (the service queues beyond "
         "notebooks.max_concurrent).",
     )
+    @_via
     @click.option(
         "--spawn/--no-spawn",
         default=False,
-        help="Also spawn each bot's lab, check it serves, and stop it at the end.",
+        help="With --via service: also spawn each bot's lab, check it serves, and stop it at "
+        "the end (--via lab always does).",
     )
     @click.option("--only", multiple=True, help="Run only notebooks whose path contains this.")
     @click.option(
@@ -64,9 +79,11 @@ def register(cli: click.Group) -> None:
     )
     @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
     def check_notebooks(
-        url, admin_token, bot_prefix, bots, jobs, spawn, only, timeout, report_path, as_json
-    ) -> None:
-        """Run every notebook in notebooks/ as bot users; exit 1 on any failure."""
+        url, admin_token, bot_prefix, lab_size, bots, jobs, via, spawn, only, timeout,
+        report_path, as_json,
+    ) -> None:  # fmt: skip
+        """Run every notebook in notebooks/ as bot users (in their labs' kernels, or through the
+        execution service); per-cell timings and failures; exit 1 on any failure."""
         from sciplat.services.notebooks.bots import BotClient, collect_notebooks, run_all
 
         root = _root()
@@ -75,9 +92,14 @@ def register(cli: click.Group) -> None:
         ]
         if not notebooks:
             raise click.ClickException(f"no notebook under {root} matches {list(only)}")
-        click.echo(f"{len(notebooks)} notebooks x {bots} bot(s) on {url}", err=True)
+        spawn = spawn or via == "lab"
+        click.echo(f"{len(notebooks)} notebooks x {bots} bot(s) on {url} via {via}", err=True)
         started = time.monotonic()
-        clients = [BotClient(url, admin_token, f"{bot_prefix}-{i}") for i in range(bots)]
+        options = {"size": lab_size} if lab_size else {}
+        clients = [
+            BotClient(url, admin_token, f"{bot_prefix}-{i}", lab_options=options)
+            for i in range(bots)
+        ]
         spawn_seconds: dict[str, float] = {}
         spawn_errors: dict[str, str] = {}
         reports = []
@@ -111,8 +133,14 @@ def register(cli: click.Group) -> None:
                         f"{report.error.get('evalue')}",
                         err=True,
                     )
+                    for line in (report.error.get("traceback") or "").splitlines()[-4:]:
+                        click.echo(f"     | {line}", err=True)
 
-            reports = run_all(clients, notebooks, root, jobs=jobs, timeout=timeout, progress=show)
+            # A bot whose lab did not start has nowhere to run (its failure is reported).
+            runners = [b for b in clients if via != "lab" or b.name not in spawn_errors]
+            reports = run_all(
+                runners, notebooks, root, jobs=jobs, timeout=timeout, via=via, progress=show
+            )
         finally:
             for bot in clients:
                 if spawn:
@@ -121,6 +149,7 @@ def register(cli: click.Group) -> None:
         failed = [r for r in reports if not r.ok]
         report = {
             "url": url,
+            "via": via,
             "bots": bots,
             "jobs": jobs,
             "wall_seconds": round(time.monotonic() - started, 3),
@@ -162,10 +191,15 @@ def register(cli: click.Group) -> None:
     @click.option(
         "--all", "every", is_flag=True, help="Cold-run every notebook (after --notebook)."
     )
-    @click.option("--spawn/--no-spawn", default=False, help="Also time the bench bot's lab start.")
+    @_via
+    @click.option(
+        "--spawn/--no-spawn",
+        default=False,
+        help="With --via service: also time the bench bot's lab start (--via lab always does).",
+    )
     @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
     def bench_notebooks(
-        url, admin_token, bot_prefix, bots, renders, names, every, spawn, as_json
+        url, admin_token, bot_prefix, lab_size, bots, renders, names, every, via, spawn, as_json
     ) -> None:
         """Cold run time, cached render latency, and N bots running notebooks at once."""
         from sciplat.services.notebooks.bench import run_notebook_bench
@@ -181,7 +215,7 @@ def register(cli: click.Group) -> None:
         try:
             result = run_notebook_bench(
                 url, admin_token, paths, root, bots=bots, renders=renders, spawn=spawn,
-                prefix=bot_prefix,
+                prefix=bot_prefix, via=via, lab_options={"size": lab_size} if lab_size else None,
                 say=lambda m: click.echo(m, err=True),
             )  # fmt: skip
         except RuntimeError as exc:

@@ -13,6 +13,7 @@ user (sent as ``Authorization: token ...`` on the REST calls and the websocket).
 
 from __future__ import annotations
 
+import ast
 import contextlib
 import re
 import time
@@ -23,6 +24,11 @@ from typing import Any
 __all__ = ["LabRun", "run_in_server"]
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+#: Asked of a new kernel (user expressions of an empty, silent request): who it runs as.
+_IDENTITY = {
+    "hub_user": "__import__('os').environ.get('JUPYTERHUB_USER')",
+    "unix_user": "__import__('getpass').getuser()",
+}
 
 
 @dataclass
@@ -34,6 +40,8 @@ class LabRun:
     cells: list[dict[str, Any]] = field(default_factory=list)
     error: dict[str, Any] | None = None
     kernel: str = ""
+    #: Who the kernel runs as: its ``JUPYTERHUB_USER`` and Unix user name.
+    identity: dict[str, Any] = field(default_factory=dict)
 
 
 def _source(cell: dict[str, Any]) -> str:
@@ -93,10 +101,14 @@ def run_in_server(
     try:
         try:
             client.start(name=name, timeout=120)
-            client.execute("pass", silent=True, timeout=max(deadline - time.monotonic(), 1))
+            reply = client.execute_interactive(
+                "", silent=True, user_expressions=_IDENTITY, output_hook=lambda _msg: None,
+                timeout=max(deadline - time.monotonic(), 1),
+            )  # fmt: skip
         except Exception as exc:
             raise RuntimeError(f"no kernel {name!r} in {server_url}: {exc}") from exc
         result.kernel_seconds = round(time.monotonic() - t0, 4)
+        result.identity = _values(reply["content"].get("user_expressions") or {})
         for index, cell in enumerate(notebook.get("cells", [])):
             source = _source(cell)
             if cell.get("cell_type") != "code" or not source.strip():
@@ -133,6 +145,14 @@ def run_in_server(
     finally:
         with contextlib.suppress(Exception):
             client.stop(shutdown_kernel=True, timeout=30)
+
+
+def _values(expressions: dict[str, Any]) -> dict[str, Any]:
+    values = {}
+    for key, answer in expressions.items():
+        with contextlib.suppress(KeyError, ValueError, SyntaxError):
+            values[key] = ast.literal_eval(answer["data"]["text/plain"])
+    return values
 
 
 def _kernel_for(server_url: str, headers: dict[str, str], notebook: dict[str, Any]) -> str:

@@ -4,6 +4,7 @@ that interrupts the running cell, a refused token."""
 
 from __future__ import annotations
 
+import getpass
 import os
 import secrets
 import subprocess
@@ -58,6 +59,7 @@ def test_cells_run_in_the_servers_kernel_with_timings_and_outputs(server):
     assert run.status == "succeeded", run.error
     assert run.error is None and run.kernel == "python3"
     assert run.kernel_seconds is not None and run.kernel_seconds > 0
+    assert run.identity == {"hub_user": None, "unix_user": getpass.getuser()}
     assert [c["index"] for c in run.cells] == [0, 2, 3] == seen
     assert all(c["seconds"] >= 0 for c in run.cells)
     assert run.cells[1]["outputs"] == ["stream:stdout"]  # the server's environment, printed
