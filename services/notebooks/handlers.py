@@ -27,7 +27,7 @@ from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
 from pydantic import BaseModel, Field
 
 from sciplat.services.common.auth import AuthenticatedUser, require_scope
-from sciplat.services.common.errors import UsageError
+from sciplat.services.common.errors import NotFoundError, UsageError
 from sciplat.services.notebooks.params import form_fields
 from sciplat.services.notebooks.service import NotebookService
 from sciplat.services.notebooks.store import Job
@@ -171,26 +171,17 @@ def build_router() -> APIRouter:
     ) -> dict[str, Any]:
         return job_json(request, service(request).job(user, job_id))
 
-    @router.get("/jobs/{job_id}/html")
-    async def get_html(
-        job_id: str, request: Request, user: AuthenticatedUser = Depends(exec_user)
+    @router.get("/jobs/{job_id}/{kind}")
+    async def get_output(
+        job_id: str, kind: str, request: Request, user: AuthenticatedUser = Depends(exec_user)
     ) -> Response:
-        path = service(request).output_file(user, job_id, "output.html")
+        if kind not in _MEDIA_TYPES:
+            raise NotFoundError(f"No {kind!r} output: give html or ipynb")
+        path = service(request).output_file(user, job_id, f"output.{kind}")
+        if kind == "ipynb":
+            return FileResponse(path, media_type=_MEDIA_TYPES[kind], filename=f"run-{job_id}.ipynb")
         # Notebook output is untrusted HTML: never let it run with this origin's rights.
-        return FileResponse(
-            path, media_type="text/html; charset=utf-8",
-            headers={"Content-Security-Policy": "sandbox allow-scripts allow-popups"},
-        )  # fmt: skip
-
-    @router.get("/jobs/{job_id}/ipynb")
-    async def get_ipynb(
-        job_id: str, request: Request, user: AuthenticatedUser = Depends(exec_user)
-    ) -> Response:
-        path = service(request).output_file(user, job_id, "output.ipynb")
-        return FileResponse(
-            path, media_type="application/x-ipynb+json",
-            filename=f"run-{job_id}.ipynb",
-        )  # fmt: skip
+        return FileResponse(path, media_type=_MEDIA_TYPES[kind], headers=_SANDBOX)
 
     @router.delete("/jobs/{job_id}")
     async def cancel(
@@ -209,6 +200,11 @@ def build_router() -> APIRouter:
 
     add_page_routes(router)
     return router
+
+
+#: A run's outputs (``/jobs/{id}/{kind}``) and their media types.
+_MEDIA_TYPES = {"html": "text/html; charset=utf-8", "ipynb": "application/x-ipynb+json"}
+_SANDBOX = {"Content-Security-Policy": "sandbox allow-scripts allow-popups"}
 
 
 def _created(request: Request, job: Job, cached: bool) -> JSONResponse:
