@@ -15,6 +15,7 @@ import hashlib
 import json
 import logging
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +50,20 @@ class BrokenTemplateError(ServiceError):
 
     status_code = 409
     error_code = "BrokenTemplate"
+
+
+@dataclass(frozen=True)
+class RunRequest:
+    """What a run executes and how it is filed: the parts of its cache key (content hash,
+    parameter values) and its history fields."""
+
+    notebook: dict[str, Any]
+    content_hash: str
+    kind: str  # template or notebook
+    title: str
+    timeout: int
+    values: dict[str, Any] = field(default_factory=dict)
+    template: str | None = None
 
 
 def notebook_hash(notebook: dict[str, Any]) -> str:
@@ -147,19 +162,11 @@ class NotebookService:
             values = validate_parameters(template.parameters, parameters)
         except ParameterError as exc:
             raise UsageError(str(exc)) from exc
-        notebook = inject_parameters(template.notebook(), values)
-        return await self._submit(
-            user,
-            notebook,
-            content_hash=template.content_hash,
-            values=values,
-            kind="template",
-            template=template.name,
-            title=template.title,
-            image=image,
-            timeout=self._timeout(timeout, template),
-            fresh=fresh,
-        )
+        request = RunRequest(
+            inject_parameters(template.notebook(), values), template.content_hash, "template",
+            template.title, self._timeout(timeout, template), values, template.name,
+        )  # fmt: skip
+        return await self._submit(user, request, image=image, fresh=fresh)
 
     async def submit_notebook(
         self,
@@ -181,37 +188,18 @@ class NotebookService:
             message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
             raise UsageError(f"ipynb is not a valid notebook: {message}") from exc
         # A submitted notebook runs as sent: its parameters cell keeps the caller's values.
-        clean = clear_outputs(notebook)
-        return await self._submit(
-            user,
-            clean,
-            content_hash=notebook_hash(notebook),
-            values={},
-            kind="notebook",
-            template=None,
-            title=title or "Submitted notebook",
-            image=image,
-            timeout=self._timeout(timeout, None),
-            fresh=fresh,
-        )
+        request = RunRequest(
+            clear_outputs(notebook), notebook_hash(notebook), "notebook",
+            title or "Submitted notebook", self._timeout(timeout, None),
+        )  # fmt: skip
+        return await self._submit(user, request, image=image, fresh=fresh)
 
     async def _submit(
-        self,
-        user: AuthenticatedUser,
-        notebook: dict[str, Any],
-        *,
-        content_hash: str,
-        values: dict[str, Any],
-        kind: str,
-        template: str | None,
-        title: str,
-        image: str | None,
-        timeout: int,
-        fresh: bool,
+        self, user: AuthenticatedUser, request: RunRequest, *, image: str | None, fresh: bool
     ) -> tuple[Job, bool]:
         image_name, python = self._image(image)
         key = hashlib.sha256(
-            f"{content_hash}:{params_digest(values)}:{image_name}".encode()
+            f"{request.content_hash}:{params_digest(request.values)}:{image_name}".encode()
         ).hexdigest()
         if not fresh and (hit := self.store.find_cached(user.name, key)) is not None:
             return hit, True
@@ -223,11 +211,12 @@ class NotebookService:
                 "Wait for one to finish or cancel one."
             )
         job = self.store.create(
-            owner=user.name, kind=kind, template=template, title=title, params=values,
-            image=image_name, cache_key=key, status="queued", timeout=timeout,
+            owner=user.name, kind=request.kind, template=request.template, title=request.title,
+            params=request.values, image=image_name, cache_key=key, status="queued",
+            timeout=request.timeout,
         )  # fmt: skip
-        (self.store.job_dir(job.id) / "input.ipynb").write_text(json.dumps(notebook))
-        task = asyncio.create_task(self._run(job, notebook, user, python))
+        (self.store.job_dir(job.id) / "input.ipynb").write_text(json.dumps(request.notebook))
+        task = asyncio.create_task(self._run(job, request.notebook, user, python))
         self._tasks[job.id] = task
         task.add_done_callback(lambda _t, job_id=job.id: self._tasks.pop(job_id, None))
         return job, False
