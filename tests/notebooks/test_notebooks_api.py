@@ -24,6 +24,14 @@ async def _wait(client, headers, job_id, timeout=120):
     raise AssertionError(f"job {job_id} did not finish: {job}")
 
 
+async def _start(client, headers, template, parameters):
+    """Submit a run of *template*; asserts it was accepted (202) and returns the response."""
+    response = await client.post(f"{BASE}/templates/{template}/runs",
+                                 json={"parameters": parameters}, headers=headers)  # fmt: skip
+    assert response.status_code == 202, response.text
+    return response
+
+
 async def test_scope_is_required(nb_client, auth):
     assert (await nb_client.get(f"{BASE}/templates")).status_code == 401
     denied = await nb_client.get(f"{BASE}/templates", headers=auth("carol"))
@@ -68,11 +76,7 @@ async def test_bad_parameters_are_refused_before_running(nb_client, auth, nb_ser
 
 async def test_run_poll_render_cache_and_history(nb_client, auth):
     h = auth("alice")
-    response = await nb_client.post(
-        f"{BASE}/templates/lab/square/runs",
-        json={"parameters": {"n": 7, "label": "b"}}, headers=h,
-    )  # fmt: skip
-    assert response.status_code == 202, response.text
+    response = await _start(nb_client, h, "lab/square", {"n": 7, "label": "b"})
     job = response.json()
     assert response.headers["location"] == job["url"]
     assert job["status"] in ("queued", "running")
@@ -221,11 +225,9 @@ def test_plugin_is_mounted_in_the_hub_managed_service(test_hub):
 
 async def test_shipped_platform_check_runs_with_the_users_token(nb_client, auth):
     h = auth("bob")
-    response = await nb_client.post(
-        f"{BASE}/templates/templates/platform-check/runs",
-        json={"parameters": {"points": 20, "title": "bob's check"}}, headers=h,
-    )  # fmt: skip
-    assert response.status_code == 202, response.text
+    response = await _start(
+        nb_client, h, "templates/platform-check", {"points": 20, "title": "bob's check"}
+    )
     done = await _wait(nb_client, h, response.json()["id"])
     assert done["status"] == "succeeded", done["error"]
     html = (await nb_client.get(f"{BASE}/jobs/{done['id']}/html", headers=h)).text
