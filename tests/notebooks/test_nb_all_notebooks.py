@@ -29,6 +29,7 @@ import sciplat.notebooks
 from sciplat.config import Settings
 from sciplat.hub.bench import ephemeral_settings
 from sciplat.hub.platform import Platform
+from sciplat.pipelines.drp.release import copy_repo
 from sciplat.services.notebooks.bots import collect_notebooks
 from support.platforms import keep_logs, remove_accounts, stop_user_processes
 
@@ -44,23 +45,12 @@ BOT = f"{PREFIX}-0"
 JOBS = 3
 
 
-def _link_or_copy(src: str, dst: str) -> None:
-    """Pixels are hard-linked; databases and configuration are copied (services open them)."""
-    if src.endswith((".sqlite3", ".duckdb", ".yaml", ".json")):
-        shutil.copy2(src, dst)
-        return
-    try:
-        os.link(src, dst)
-    except OSError:  # another file system
-        shutil.copy2(src, dst)
-
-
 @pytest.fixture(scope="module")
 def platform(tiny_dataset: Path) -> Iterator[Platform]:
     """``sciplat up`` in a throw-away data root (readable by lab accounts) over the tiny data."""
     data_dir = Path(tempfile.mkdtemp(prefix="sciplat-nbci-", dir="/var/tmp"))
     data_dir.chmod(0o755)
-    shutil.copytree(tiny_dataset, data_dir / "dataset", copy_function=_link_or_copy)
+    copy_repo(tiny_dataset, data_dir / "dataset")  # pixels hard-linked, databases copied
     base = Settings(data_dir=data_dir, dataset="tiny", hub={"cull": {"enabled": False}})
     base.notebooks.max_concurrent = JOBS
     base.groups["users"].quotas.notebooks_concurrent = JOBS
