@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import re
-import statistics
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -27,7 +26,9 @@ from typing import Any
 import httpx
 import yaml
 
-__all__ = ["BotClient", "NotebookReport", "collect_notebooks", "prepare", "run_all"]
+from sciplat.hub.bench import percentile
+
+__all__ = ["BotClient", "NotebookReport", "collect_notebooks", "percentile", "prepare", "run_all"]
 
 ACTIVE = ("queued", "running")
 #: Answers of a proxy whose service is (re)starting: the bot waits and asks again.
@@ -306,11 +307,3 @@ def run_all(
 
     with ThreadPoolExecutor(max_workers=max(len(bots), 1)) as pool:
         return [r for reports in pool.map(one_bot, bots) for r in reports]
-
-
-def percentile(values: list[float], q: float) -> float | None:
-    if not values:
-        return None
-    if len(values) == 1:
-        return values[0]
-    return statistics.quantiles(values, n=100, method="inclusive")[int(q) - 1]
