@@ -14,6 +14,9 @@ from sciplat.cli import group
 
 __all__ = ["register"]
 
+#: The notebook ``sciplat bench notebooks`` times by default (short, runs anywhere).
+DEFAULT_BENCH_NOTEBOOK = "templates/platform-check"
+
 
 def _root() -> Path:
     import sciplat.notebooks
@@ -179,15 +182,9 @@ def register(cli: click.Group) -> None:
     @_common
     @click.option("--bots", default=4, show_default=True, help="Concurrent bots.")
     @click.option("--renders", default=50, show_default=True, help="Cached renders to time.")
-    @click.option(
-        "--notebook",
-        "names",
-        multiple=True,
-        default=["templates/platform-check"],
-        show_default=True,
-        help="Notebook(s) under notebooks/ (no .ipynb) for the cold runs; the first is also "
-        "the cached and the concurrent one.",
-    )
+    @click.option("--notebook", "names", multiple=True, default=[DEFAULT_BENCH_NOTEBOOK],
+                  show_default=True, help="Notebook(s) under notebooks/ (no .ipynb) for the cold "
+                  "runs; the first is also the cached and the concurrent one.")  # fmt: skip
     @click.option(
         "--all", "every", is_flag=True, help="Cold-run every notebook (after --notebook)."
     )
