@@ -9,7 +9,6 @@ from __future__ import annotations
 import contextlib
 import statistics
 import tempfile
-import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -30,12 +29,10 @@ _USER = "bench"
 @contextlib.contextmanager
 def _serve(settings: Settings) -> Iterator[str]:
     """The API service with TAP and MyDB; yields its base URL. Only the bench token works."""
-    import uvicorn
-
     from sciplat.services.app import create_app, load_plugins
     from sciplat.services.common.auth import AuthenticatedUser, HubTokenVerifier
     from sciplat.services.common.errors import AuthenticationError
-    from sciplat.services.tap.pgcluster import free_port
+    from sciplat.services.tap.bench import bound_socket, serve_app
 
     class BenchVerifier(HubTokenVerifier):
         async def verify(self, token: str) -> AuthenticatedUser:
@@ -44,8 +41,8 @@ def _serve(settings: Settings) -> Iterator[str]:
             scopes = frozenset({"custom:tap:read", "custom:mydb:write"})
             return AuthenticatedUser(_USER, scopes, ("users",), token=token)
 
-    port = free_port()
-    base = f"http://127.0.0.1:{port}/services/api"
+    sock = bound_socket()
+    base = f"http://127.0.0.1:{sock.getsockname()[1]}/services/api"
     app = create_app(
         settings,
         prefix="/services/api",
@@ -53,21 +50,10 @@ def _serve(settings: Settings) -> Iterator[str]:
         hub_api_url="http://127.0.0.1:9/hub/api",
         plugins=load_plugins(["sciplat.services.tap:plugin", "sciplat.services.mydb:plugin"]),
     )
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 120
-    while not server.started:
-        if time.monotonic() > deadline or not thread.is_alive():
-            raise RuntimeError("the API service did not start")
-        time.sleep(0.1)
-    context = app.state.context
-    context.verifier = BenchVerifier("http://unused", http=context.http)
-    try:
+    with serve_app(app, sock):
+        context = app.state.context
+        context.verifier = BenchVerifier("http://unused", http=context.http)
         yield base
-    finally:
-        server.should_exit = True
-        thread.join(timeout=30)
 
 
 def _parquet(path: Path, rows: int, objects: int) -> None:

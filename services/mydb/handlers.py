@@ -21,6 +21,7 @@ from sciplat.services.common.errors import (
     UsageError,
 )
 from sciplat.services.mydb.formats import read_table_file
+from sciplat.services.mydb.names import TableName
 from sciplat.services.mydb.service import Caller, MyDBService
 
 __all__ = ["READ_SCOPE", "WRITE_SCOPE", "PayloadTooLargeError", "build_router"]
@@ -44,6 +45,53 @@ def _service(request: Request) -> MyDBService:
 
 def _caller(user: AuthenticatedUser) -> Caller:
     return Caller(user.name, tuple(user.groups))
+
+
+def _named(
+    request: Request, name: str, user: AuthenticatedUser
+) -> tuple[MyDBService, Caller, TableName]:
+    """The service, the caller and the table *name* resolved for them (400 for bad names)."""
+    service = _service(request)
+    caller = _caller(user)
+    return service, caller, service.name(name, caller)
+
+
+def _writable(
+    request: Request, name: str, user: AuthenticatedUser, overwrite: str | None
+) -> tuple[MyDBService, Caller, TableName, bool]:
+    """As :func:`_named`, checked for a create (write rights, collisions) before any upload is
+    read; with the ``overwrite`` flag parsed."""
+    service, caller, table_name = _named(request, name, user)
+    replace = _flag(overwrite)
+    service.prepare(table_name, caller, overwrite=replace)
+    return service, caller, table_name, replace
+
+
+async def _create_from_file(
+    service: MyDBService,
+    path: Path,
+    table_name: TableName,
+    caller: Caller,
+    *,
+    overwrite: bool,
+    source: str,
+) -> JSONResponse:
+    """Read table file *path* (format sniffed) into *table_name*; 201 with its record.
+    ``{format}`` in *source* becomes the format found."""
+
+    def load_and_store():
+        loaded = read_table_file(path)
+        return service.create(
+            table_name,
+            loaded.table,
+            caller,
+            overwrite=overwrite,
+            source=source.replace("{format}", loaded.format),
+            info=loaded.info,
+        )
+
+    record = await asyncio.to_thread(load_and_store)
+    return JSONResponse(record.to_json(), status_code=201)
 
 
 def _flag(value: str | None) -> bool:
@@ -107,10 +155,8 @@ def build_router() -> APIRouter:
     async def describe(
         request: Request, name: str, user: AuthenticatedUser = Depends(_read)
     ) -> JSONResponse:
-        service = _service(request)
-        caller = _caller(user)
-        record = service.readable(service.name(name, caller), caller)
-        return JSONResponse(record.to_json())
+        service, caller, table_name = _named(request, name, user)
+        return JSONResponse(service.readable(table_name, caller).to_json())
 
     @router.put("/tables/{name}")
     async def upload(
@@ -120,30 +166,15 @@ def build_router() -> APIRouter:
         user: AuthenticatedUser = Depends(_write),
     ) -> JSONResponse:
         """Create a table from the body: a Parquet, VOTable or CSV file (format sniffed)."""
-        service = _service(request)
-        caller = _caller(user)
-        table_name = service.name(name, caller)
-        replace = _flag(overwrite)
-        service.prepare(table_name, caller, overwrite=replace)
+        service, caller, table_name, replace = _writable(request, name, user, overwrite)
         incoming = service.settings.services_state_dir / "mydb" / "incoming"
         path = await _receive(request, incoming, service.settings.mydb.max_upload_bytes)
         try:
-
-            def load_and_store():
-                loaded = read_table_file(path)
-                return service.create(
-                    table_name,
-                    loaded.table,
-                    caller,
-                    overwrite=replace,
-                    source=f"upload:{loaded.format}",
-                    info=loaded.info,
-                )
-
-            record = await asyncio.to_thread(load_and_store)
+            return await _create_from_file(
+                service, path, table_name, caller, overwrite=replace, source="upload:{format}"
+            )
         finally:
             path.unlink(missing_ok=True)
-        return JSONResponse(record.to_json(), status_code=201)
 
     @router.post("/tables/{name}/from-job")
     async def from_job(
@@ -154,11 +185,7 @@ def build_router() -> APIRouter:
         user: AuthenticatedUser = Depends(_write),
     ) -> JSONResponse:
         """Create a table from the result of one of your completed async TAP jobs."""
-        service = _service(request)
-        caller = _caller(user)
-        table_name = service.name(name, caller)
-        replace = _flag(overwrite)
-        service.prepare(table_name, caller, overwrite=replace)
+        service, caller, table_name, replace = _writable(request, name, user, overwrite)
         tap = request.app.state.context.state.get("tap")
         if tap is None or tap.jobs is None:
             raise ServiceUnavailableError("The TAP service is not available")
@@ -168,28 +195,15 @@ def build_router() -> APIRouter:
         result = tap.jobs.job_dir(found.id) / "result"
         if not result.exists():
             raise NotFoundError(f"Job {job!r} has no result (it may have expired)")
-
-        def load_and_store():
-            loaded = read_table_file(result)
-            return service.create(
-                table_name,
-                loaded.table,
-                caller,
-                overwrite=replace,
-                source=f"job:{found.id}",
-                info=loaded.info,
-            )
-
-        record = await asyncio.to_thread(load_and_store)
-        return JSONResponse(record.to_json(), status_code=201)
+        return await _create_from_file(
+            service, result, table_name, caller, overwrite=replace, source=f"job:{found.id}"
+        )
 
     @router.delete("/tables/{name}")
     async def drop(
         request: Request, name: str, user: AuthenticatedUser = Depends(_write)
     ) -> JSONResponse:
-        service = _service(request)
-        caller = _caller(user)
-        table_name = service.name(name, caller)
+        service, caller, table_name = _named(request, name, user)
         await asyncio.to_thread(service.drop, table_name, caller)
         return JSONResponse({"dropped": table_name.qualified})
 
@@ -198,9 +212,7 @@ def build_router() -> APIRouter:
         request: Request, name: str, group: str, user: AuthenticatedUser = Depends(_write)
     ) -> JSONResponse:
         """Let members of *group* read the table (read-only)."""
-        service = _service(request)
-        caller = _caller(user)
-        table_name = service.name(name, caller)
+        service, caller, table_name = _named(request, name, user)
         service.share(table_name, group, caller)
         return JSONResponse(service.readable(table_name, caller).to_json())
 
@@ -208,9 +220,7 @@ def build_router() -> APIRouter:
     async def unshare(
         request: Request, name: str, group: str, user: AuthenticatedUser = Depends(_write)
     ) -> JSONResponse:
-        service = _service(request)
-        caller = _caller(user)
-        table_name = service.name(name, caller)
+        service, caller, table_name = _named(request, name, user)
         service.share(table_name, group, caller, revoke=True)
         return JSONResponse(service.readable(table_name, caller).to_json())
 
