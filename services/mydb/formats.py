@@ -142,8 +142,14 @@ def _csv(path: Path) -> LoadedTable:
 
 
 def _votable(path: Path) -> LoadedTable:
-    from sciplat.services.tap.upload import read_upload
+    from sciplat.services.tap.upload import MAX_UPLOAD_BYTES, read_upload
 
+    size = path.stat().st_size
+    if size > MAX_UPLOAD_BYTES:
+        raise UsageError(
+            f"This VOTable has {size / 2**20:.0f} MiB; VOTables are parsed whole in memory and "
+            f"limited to {MAX_UPLOAD_BYTES // 2**20} MiB. Send bigger tables as Parquet or CSV."
+        )
     meta, table = read_upload("table", path.read_bytes())
     info = {
         c.name: ColumnInfo(unit=c.unit, ucd=c.ucd, description=c.description) for c in meta.columns

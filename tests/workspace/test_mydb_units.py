@@ -133,6 +133,17 @@ def test_read_parquet_file(tmp_path):
     assert loaded.table.column("name").null_count == 1
 
 
+def test_big_votable_refused_with_the_way_out(tmp_path):
+    path = tmp_path / "big.xml"
+    with open(path, "wb") as out:
+        out.write(
+            b'<?xml version="1.0"?>\n<VOTABLE version="1.4" xmlns="http://www.ivoa.net/xml/VOTable/v1.3">'
+        )
+        out.truncate(33 * 2**20)  # sparse: no 33 MiB written
+    with pytest.raises(UsageError, match=r"33 MiB.*limited to 32 MiB.*Parquet or CSV"):
+        read_table_file(path)
+
+
 def _service(tmp_path, rows: int = 100, size: str = "1Mi") -> MyDBService:
     settings = Settings(
         data_dir=tmp_path,
