@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import httpx
+import pytest
 
 from sciplat.services.notebooks.bots import (
     _declared_timeout,
@@ -52,3 +53,15 @@ def test_declared_timeout_orders_long_templates_first(tmp_path: Path):
     assert _declared_timeout(tmp_path / "plain.ipynb") == 0  # no sidecar
     assert _declared_timeout(tmp_path / "broken.ipynb") == 0
     assert _declared_timeout(tmp_path / "odd.ipynb") == 0
+
+
+def test_prepare_injects_a_templates_defaults_and_refuses_a_broken_one(template_dir: Path):
+    from sciplat.services.notebooks.bots import prepare
+
+    nb = prepare(template_dir / "square.ipynb")
+    assert nb["cells"][0]["source"] == "# Parameters\nn = 3\nlabel = 'a'\nloud = False"
+    assert "injected-parameters" in nb["cells"][0]["metadata"]["tags"]
+    plain = prepare(template_dir / "orphan.ipynb")  # no sidecar: runs as it is
+    assert plain == json.loads((template_dir / "orphan.ipynb").read_text())
+    with pytest.raises(RuntimeError, match="lab/badschema is broken"):
+        prepare(template_dir / "badschema.ipynb")
