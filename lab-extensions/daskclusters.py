@@ -8,7 +8,7 @@ in the dask configuration, set by the spawner), :func:`install`
 - replaces that manager with a :class:`GatewayClusterManager` that also adopts every running
   cluster the gateway lists for the lab's token - the user's own, wherever they were started
   (a notebook, a pipeline, another lab); the gateway never lists another user's - and whose
-  "shutdown" stops the cluster, adopted or not;
+  "shutdown" stops the cluster, adopted or not, and whose "adapt" reaches the gateway;
 - answers ``GET dask/clusters`` after asking the gateway (at most once a second);
 - serves ``dask/dashboard/<id>/...`` (the sidebar's dashboard panes) by forwarding to the
   gateway's authenticating dashboard route with the lab's hub token, never the browser's
@@ -21,14 +21,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import time
 import uuid
+from types import SimpleNamespace
 from typing import Any
 from urllib.parse import urlparse
 
 from tornado import web
 
 __all__ = ["cluster_id", "install"]
+
+log = logging.getLogger(__name__)
 
 
 def cluster_id(name: str) -> str:
@@ -106,6 +110,7 @@ def _manager_class() -> type:
             self._gateway_names: dict[str, str] = {}
             self._refreshed = 0.0
             self._lock = asyncio.Lock()
+            self._tasks: set[asyncio.Future] = set()
 
         def gateway(self) -> Any:
             if self._gateway is None:
@@ -154,6 +159,25 @@ def _manager_class() -> type:
             cluster, adaptive = await make_cluster(configuration or {})
             cid = self._add(cluster, adaptive)
             return make_cluster_model(cid, cluster.name, cluster, adaptive)
+
+        def adapt_cluster(self, cluster_id: str, minimum: int, maximum: int):
+            # Upstream calls adapt() and keeps its result; a gateway cluster's adapt() is a
+            # coroutine here (asynchronous client) that nobody awaited, and the model then
+            # failed on it. Run it, and remember the bounds for the model.
+            cluster = self._clusters.get(cluster_id)
+            if cluster is None:
+                return None
+            task = asyncio.ensure_future(cluster.adapt(minimum=minimum, maximum=maximum))
+            self._tasks.add(task)
+            task.add_done_callback(self._adapted)
+            adaptive = SimpleNamespace(minimum=minimum, maximum=maximum)
+            self._adaptives[cluster_id] = adaptive
+            return make_cluster_model(cluster_id, cluster.name, cluster, adaptive)
+
+        def _adapted(self, task: asyncio.Future) -> None:
+            self._tasks.discard(task)
+            if not task.cancelled() and task.exception() is not None:
+                log.warning("dask sidebar: adaptive scaling refused: %s", task.exception())
 
         async def close_cluster(self, cluster_id: str):
             cluster = self._clusters.get(cluster_id)

@@ -151,6 +151,7 @@ def run_dask_bench(
             proxy_address=f"gateway://127.0.0.1:{settings.ports.gateway_tcp}",
             auth=JupyterHubAuth(api_token=token),
         )
+        load_before = os.getloadavg()[0]
         with gateway:
             result = bench_gateway(
                 gateway, clusters=clusters, workers=workers, tasks=tasks, say=say
@@ -164,6 +165,8 @@ def run_dask_bench(
         "benchmark": "dask",
         "cpus": os.cpu_count(),
         "backend": settings.gateway.backend,
+        # The machine's 1-minute load average when the timing began and ended (noisy if high).
+        "load_average_1m": {"start": round(load_before, 2), "end": round(os.getloadavg()[0], 2)},
         **result,
         "goal": GOALS,
         "meets_goal": {

@@ -14,6 +14,7 @@ directly started ones; the server reaps them when they exit.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 from typing import Any
@@ -60,6 +61,10 @@ def _run_dask(request: dict[str, Any]) -> int:
     else:
         raise ValueError(f"not a dask command this server runs: {command!r}")
     sys.argv = ["dask", command, *args]
+    with contextlib.suppress(ImportError):  # ps shows "dask worker ...", not the server
+        from setproctitle import setproctitle
+
+        setproctitle(" ".join(["dask", command, *args]))
     return main.main(args=args, prog_name=f"dask {command}") or 0
 
 

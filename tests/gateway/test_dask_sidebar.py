@@ -88,11 +88,16 @@ def test_sidebar_lists_own_gateway_clusters_and_opens_dashboards(gateway_hub, al
             assert lab.get(f"/dask/clusters/{mid}").json()["name"] == mine.name
             assert lab.get(f"/dask/clusters/{tid}").status_code == 404
 
-            # Scaling from the sidebar reaches the gateway.
+            # Scaling and adaptive scaling from the sidebar reach the gateway.
             scaled = lab.patch(f"/dask/clusters/{mid}", json={"workers": 1})
             assert scaled.status_code == 200, scaled.text
             client = mine.get_client()
             client.wait_for_workers(1, timeout=120)
+            adapt = {"minimum": 2, "maximum": 2}
+            adapted = lab.patch(f"/dask/clusters/{mid}", json={"adapt": adapt})
+            assert adapted.status_code == 200, adapted.text
+            assert adapted.json()["adapt"] == adapt
+            client.wait_for_workers(2, timeout=120)
 
             # The dashboard panes, through the lab and the gateway's authenticating route.
             plots = lab.get(f"/dask/dashboard/{mid}/individual-plots.json")
