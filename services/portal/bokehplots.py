@@ -201,10 +201,11 @@ def lightcurve_item(
         layers = []
         for band, group in frame.groupby("band", sort=True):
             color = palette.get(str(band), "#555555")
-            layers.append(hv.Curve(group, kdims, vdims).opts(color=color, alpha=0.5))
+            # padding: the first and last points are not cut in half by the frame
+            layers.append(hv.Curve(group, kdims, vdims).opts(color=color, alpha=0.5, padding=0.05))
             layers.append(
                 hv.Scatter(group, kdims, vdims, label=str(band)).opts(
-                    color=color, size=7, tools=["hover", "box_select"]
+                    color=color, size=7, tools=["hover", "box_select"], padding=0.05
                 )
             )
         element = hv.Overlay(layers).opts(

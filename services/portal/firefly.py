@@ -29,6 +29,7 @@ from sciplat.services.common.errors import (
 )
 from sciplat.services.portal.auth import PORTAL_SCOPE, SESSION_COOKIE
 from sciplat.services.portal.channels import Subscriber, valid_channel
+from sciplat.services.portal.service import readable_name
 
 __all__ = ["FIREFLY_VERSION", "SUPPORTED_ACTIONS", "build_router"]
 
@@ -256,7 +257,7 @@ async def _source_file(
         if user is None:
             raise UsageError("Opening URLs needs your token (use sciplat.portal)")
         path = await ctx.service.fetch(user, source, suffix)
-        return path, source.rsplit("/", 1)[-1].split("?")[0] or "table"
+        return path, readable_name(source, "table")
     raise UsageError(f"Unsupported source {source!r} (upload the file or give an http(s) URL)")
 
 

@@ -24,6 +24,7 @@ from sciplat.services.portal.auth import (
 )
 from sciplat.services.portal.channels import DEFAULT_NONCE
 from sciplat.services.portal.results import Filter
+from sciplat.services.portal.service import readable_name
 from sciplat.services.portal.workspace import clean_path
 
 __all__ = ["build_router"]
@@ -104,6 +105,8 @@ class CutoutBody(BaseModel):
     ra: float
     dec: float
     radius: float = 0.01
+    #: a readable name of the image (the viewer's title), e.g. its obs_id and band
+    of: str | None = Field(None, max_length=200)
 
 
 class OverlayBody(BaseModel):
@@ -239,6 +242,22 @@ def build_router(prefix: str) -> APIRouter:
         status = await _svc(request).tap(user).status(job_id, wait=float(wait) if wait else None)
         return status.as_dict()
 
+    @router.get("/api/resolve")
+    async def resolve(request: Request, user: AuthenticatedUser = Depends(api_user)) -> Any:
+        """An object name (object id, obs_id) -> its RA/Dec from our catalogs."""
+        name = request.query_params.get("name")
+        if not name:
+            raise UsageError("Name an object: ?name=<object id or obs_id>")
+        return await _svc(request).resolve(user, name)
+
+    @router.get("/api/joblink")
+    async def job_link(request: Request, user: AuthenticatedUser = Depends(api_user)) -> Any:
+        """The deep link ``?job=<id or job URL>``: the status of that job of the user."""
+        ref = request.query_params.get("ref")
+        if not ref:
+            raise UsageError("Name a TAP job: ?ref=<job id or job URL>")
+        return (await _svc(request).job_status(user, ref)).as_dict()
+
     @router.post("/api/jobs/{job_id}/abort")
     async def abort(request: Request, job_id: str, user: AuthenticatedUser = Depends(api_user)):
         return (await _svc(request).tap(user).abort(job_id)).as_dict()
@@ -369,14 +388,16 @@ def build_router(prefix: str) -> APIRouter:
     async def image_from_url(
         request: Request, body: ImageUrlBody, user: AuthenticatedUser = Depends(api_user)
     ) -> Any:
-        title = body.title or body.url.rsplit("/", 1)[-1]
+        title = body.title or readable_name(body.url, "image")
         return (await _svc(request).open_image_url(user, body.url, title)).__dict__
 
     @router.post("/api/images/cutout")
     async def cutout(
         request: Request, body: CutoutBody, user: AuthenticatedUser = Depends(api_user)
     ) -> Any:
-        info = await _svc(request).cutout(user, body.dataset_id, body.ra, body.dec, body.radius)
+        info = await _svc(request).cutout(
+            user, body.dataset_id, body.ra, body.dec, body.radius, body.of
+        )
         return info.__dict__
 
     @router.get("/api/images/{iid}")

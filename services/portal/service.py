@@ -9,22 +9,49 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote, urlparse
+from urllib.parse import parse_qsl, quote, unquote, urlparse
 
 import httpx
 
 from sciplat.services.common.auth import AuthenticatedUser
-from sciplat.services.common.errors import UsageError
+from sciplat.services.common.errors import NotFoundError, UsageError
 from sciplat.services.portal import plots
 from sciplat.services.portal.images import ImageInfo, ImageStore
 from sciplat.services.portal.results import Filter, ResultCache, ResultInfo, to_parquet
 from sciplat.services.portal.tapclient import JobStatus, TapClient, dali_error
 from sciplat.services.portal.workspace import WorkspaceClient, clean_path
 
-__all__ = ["PortalService"]
+__all__ = ["PortalService", "job_id_of", "readable_name"]
 
 MAX_FETCH_BYTES = 2 * 2**30
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,120}$")
+_JOB_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+_OBJECT_NAME = re.compile(r"^[A-Za-z0-9_.:+-]{1,100}$")
+#: A UWS job URL of a TAP service: ``.../tap/async/<id>`` (or one of the job's sub-resources).
+_JOB_URL = re.compile(r"/tap/async/([A-Za-z0-9_-]{1,64})(?:/[^?#]*)?$")
+
+
+def readable_name(url: str, default: str = "file") -> str:
+    """A short readable name for the file at *url*, URL-decoded: its ``ID`` parameter (DataLink,
+    SODA: the dataset's IVOA id) or the last part of its path."""
+    parsed = urlparse(url)
+    ids = [v for k, v in parse_qsl(parsed.query) if k.upper() == "ID" and v]
+    name = ids[0] if ids else unquote(parsed.path.rstrip("/").rsplit("/", 1)[-1])
+    return name[-100:] or default
+
+
+def job_id_of(ref: str) -> str:
+    """The TAP job id in *ref*: a job id, or a job URL (``.../tap/async/<id>[/...]``)."""
+    ref = ref.strip()
+    if _JOB_ID.match(ref):
+        return ref
+    parsed = urlparse(ref)
+    found = _JOB_URL.search(parsed.path) if parsed.scheme in ("http", "https") else None
+    if found is None:
+        raise UsageError(
+            f"{ref[:200]!r} is neither a TAP job id nor a TAP job URL (.../tap/async/<id>)"
+        )
+    return found[1]
 
 
 @dataclass
@@ -64,6 +91,61 @@ class PortalService:
         if not query.strip():
             raise UsageError("The query is empty")
         return await self.tap(user).submit(query, maxrec=maxrec)
+
+    async def resolve(self, user: AuthenticatedUser, name: str) -> dict[str, Any]:
+        """Where an object named in our catalogs is: a number is a ``dp1.Object`` objectId
+        (then a ``dp1.DiaObject`` diaObjectId), other names an ObsCore ``obs_id``. Asked over TAP
+        as the user, so their data rights apply."""
+        import io
+
+        import pyarrow.parquet as pq
+
+        name = name.strip()
+        if not _OBJECT_NAME.match(name):
+            raise UsageError(f"Bad object name {name[:100]!r} (an object id or an obs_id)")
+        if name.isdigit():
+            number = int(name)
+            candidates = [
+                (
+                    "dp1.Object",
+                    f"SELECT coord_ra, coord_dec FROM dp1.Object WHERE objectId = {number}",
+                ),
+                (
+                    "dp1.DiaObject",
+                    f"SELECT ra, dec FROM dp1.DiaObject WHERE diaObjectId = {number}",
+                ),
+            ]
+        else:
+            candidates = [
+                ("ivoa.ObsCore", f"SELECT s_ra, s_dec FROM ivoa.ObsCore WHERE obs_id = '{name}'")
+            ]
+        tap = self.tap(user)
+        for table, query in candidates:
+            try:
+                found = pq.read_table(io.BytesIO(await tap.sync(query, maxrec=1)))
+            except UsageError:  # a catalog without this table
+                continue
+            if found.num_rows and found.column(0)[0].is_valid:
+                ra, dec = found.column(0)[0].as_py(), found.column(1)[0].as_py()
+                return {"name": name, "ra": ra, "dec": dec, "table": table}
+        where = (
+            "dp1.Object objectId or dp1.DiaObject diaObjectId"
+            if name.isdigit()
+            else "ObsCore obs_id"
+        )
+        raise NotFoundError(f"No object {name!r} in our catalogs ({where})")
+
+    async def job_status(self, user: AuthenticatedUser, ref: str) -> JobStatus:
+        """The status of the user's TAP job named by *ref* (an id or a job URL, as in the
+        portal's deep link ``?job=``); another user's job is refused like a missing one."""
+        job_id = job_id_of(ref)
+        try:
+            return await self.tap(user).status(job_id)
+        except NotFoundError as exc:
+            raise NotFoundError(
+                f"Job {job_id} is not one of your TAP jobs: it belongs to another user, or it "
+                "was deleted"
+            ) from exc
 
     async def job_result(self, user: AuthenticatedUser, job_id: str) -> ResultInfo:
         """The job's result in the cache (fetched from TAP once, as Parquet)."""
@@ -220,8 +302,15 @@ class PortalService:
         return self.table_from_file(user, path, f"Images at {ra:.4f} {dec:+.4f}")
 
     async def cutout(
-        self, user: AuthenticatedUser, dataset_id: str, ra: float, dec: float, radius: float
+        self,
+        user: AuthenticatedUser,
+        dataset_id: str,
+        ra: float,
+        dec: float,
+        radius: float,
+        of: str | None = None,
     ) -> ImageInfo:
+        """A SODA cutout of *dataset_id*; *of* names the image in the title (its id if None)."""
         if not 0 < radius <= 1:
             raise UsageError("The cutout radius must be from 0 to 1 degree")
         url = (
@@ -229,7 +318,8 @@ class PortalService:
             f"&CIRCLE={ra}+{dec}+{radius}"
         )
         path = await self.fetch(user, url, ".fits")
-        return self.image_from_file(user, path, f"Cutout {ra:.4f} {dec:+.4f}")
+        title = f"Cutout {ra:.4f} {dec:+.4f} of {of or dataset_id}"
+        return self.image_from_file(user, path, title)
 
     # workspace and notebooks -----------------------------------------------------------------
     def workspace(self, user: AuthenticatedUser) -> WorkspaceClient:

@@ -32,6 +32,14 @@ def portal_hub(tmp_path_factory: pytest.TempPathFactory, tiny_dataset: Path) -> 
     )
     try:
         wait_for_http(f"{hub.url}/services/portal/health", timeout=120)
+        # a user's first visit (/api/me) makes the portal import HoloViews and compile
+        # datashader in the background: started now, it overlaps the tests that do not plot
+        me = httpx.get(
+            f"{hub.url}/services/portal/api/me",
+            headers={"Authorization": f"Bearer {hub.token_for('alice')}"},
+            timeout=60,
+        )
+        me.raise_for_status()
         yield hub
     finally:
         hub.stop()
@@ -48,8 +56,9 @@ def portal_url(portal_hub: TestHub) -> str:
     return f"{portal_hub.url}/services/portal"
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def alice(portal_hub: TestHub, portal_url: str) -> Iterator[httpx.Client]:
+    """A client of the portal's API with alice's token (one for the session)."""
     token = portal_hub.token_for("alice")
     with httpx.Client(
         base_url=portal_url, headers={"Authorization": f"Bearer {token}"}, timeout=120

@@ -78,6 +78,23 @@ def test_query_page_sort_filter_download(alice, portal_hub, counts, tmp_path):
         f"/api/results/{rid}/page", json={}, headers={"Authorization": f"Bearer {bob}"}
     )
     assert other.status_code == 404
+    # the deep link ?job= names the job by id or by its URL (the lab's "Open in portal");
+    # bob is told alice's job is not his
+    job_url = f"{portal_hub.url}/services/api/tap/async/{job['job_id']}"
+    for ref in (job["job_id"], job_url):
+        linked = alice.get("/api/joblink", params={"ref": ref}).json()
+        assert linked["job_id"] == job["job_id"] and linked["phase"] == "COMPLETED"
+        assert "dp1.Object" in linked["query"]
+    refused = alice.get(
+        "/api/joblink", params={"ref": job_url}, headers={"Authorization": f"Bearer {bob}"}
+    )
+    assert refused.status_code == 404
+    assert refused.json()["message"] == (
+        f"Job {job['job_id']} is not one of your TAP jobs: it belongs to another user, or it "
+        "was deleted"
+    )
+    bad = alice.get("/api/joblink", params={"ref": "http://elsewhere/x"})
+    assert bad.status_code == 400 and "neither a TAP job id" in bad.json()["message"]
 
 
 def test_bad_adql_empty_and_cancel(alice):
@@ -102,6 +119,37 @@ def test_bad_adql_empty_and_cancel(alice):
         assert refused.status_code == 400 and "cancelled" in refused.json()["message"]
     missing = alice.post("/api/jobs/nosuchjob/load")
     assert missing.status_code == 404
+
+
+def test_resolve_object_names(alice, tiny_dataset):
+    """The cone form's names resolve from our catalogs (objectId, diaObjectId, obs_id)."""
+    from sciplat.services.images.catalogdb import connect_catalog
+
+    con = connect_catalog(tiny_dataset / "catalog" / "catalog.duckdb")
+    try:
+        known = {
+            "dp1.Object": con.execute(
+                "SELECT objectId, coord_ra, coord_dec FROM dp1.Object ORDER BY objectId LIMIT 1"
+            ).fetchone(),
+            "dp1.DiaObject": con.execute(
+                "SELECT diaObjectId, ra, dec FROM dp1.DiaObject WHERE diaObjectId NOT IN "
+                "(SELECT objectId FROM dp1.Object) ORDER BY diaObjectId LIMIT 1"
+            ).fetchone(),
+            "ivoa.ObsCore": con.execute(
+                "SELECT obs_id, s_ra, s_dec FROM ivoa.ObsCore ORDER BY obs_id LIMIT 1"
+            ).fetchone(),
+        }
+    finally:
+        con.close()
+    for table, (name, ra, dec) in known.items():
+        got = alice.get("/api/resolve", params={"name": str(name)}).json()
+        assert got["table"] == table and got["name"] == str(name), got
+        assert abs(got["ra"] - ra) < 1e-9 and abs(got["dec"] - dec) < 1e-9
+    missing = alice.get("/api/resolve", params={"name": "999999999999999"})
+    assert missing.status_code == 404
+    assert missing.json()["message"].startswith("No object '999999999999999' in our catalogs")
+    bad = alice.get("/api/resolve", params={"name": "x' OR 1=1 --"})
+    assert bad.status_code == 400 and "Bad object name" in bad.json()["message"]
 
 
 def test_unreadable_image_and_no_token(alice, portal_url):

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from pathlib import Path
+from urllib.parse import quote
 
 import httpx
 import pytest
@@ -33,8 +35,8 @@ def sky(tiny_dataset: Path) -> dict:
     """A visit image of the data preview (ObsCore) and an object near its centre."""
     con = connect_catalog(tiny_dataset / "catalog" / "catalog.duckdb")
     try:
-        did, ra, dec, t0, t1, em0, em1 = con.execute(
-            "SELECT obs_publisher_did, s_ra, s_dec, t_min, t_max, em_min, em_max "
+        did, obs_id, ra, dec, t0, t1, em0, em1 = con.execute(
+            "SELECT obs_publisher_did, obs_id, s_ra, s_dec, t_min, t_max, em_min, em_max "
             "FROM ivoa.ObsCore WHERE calib_level = 2 ORDER BY obs_publisher_did LIMIT 1"
         ).fetchone()
         (object_id,) = con.execute(
@@ -48,6 +50,7 @@ def sky(tiny_dataset: Path) -> dict:
     band = next(name for name, (lo, hi) in BANDS.items() if lo <= mid <= hi)
     return {
         "did": did,
+        "obs_id": obs_id,
         "ra": ra,
         "dec": dec,
         "t0": t0,
@@ -100,7 +103,18 @@ def test_portal_in_browser(portal_hub, portal_url, counts, sky, tmp_path, monkey
             page.click("#run")
             expect(page.locator("#adql-error")).to_contain_text("nosuch", timeout=60_000)
             expect(page.locator("#adql-error")).to_contain_text("line 1")
+            picked = page.evaluate(
+                "(a => a.value.slice(a.selectionStart, a.selectionEnd))($('adql'))"
+            )
+            assert picked == "nosuch"  # the editor selects the word the error points at
             page.screenshot(path=str(ARTIFACTS / "01-adql-error.png"))
+
+            # an object name (here an objectId) resolved from our catalogs fills a cone search
+            page.fill("#cone-name", str(sky["object_id"]))
+            page.click("#cone-resolve")
+            expect(page.locator("#msg")).to_contain_text("(dp1.Object): RA", timeout=30_000)
+            assert abs(float(page.locator("#cone-dec").input_value()) - sky["dec"]) < 0.05
+            assert "CIRCLE('ICRS', " in page.locator("#adql").input_value()
 
             # 3. a query -> the paged table
             page.fill(
@@ -175,6 +189,21 @@ def test_portal_in_browser(portal_hub, portal_url, counts, sky, tmp_path, monkey
             )
             assert page.evaluate("S.plot.xexpr") == "mjd"
             page.screenshot(path=str(ARTIFACTS / "04-light-curve.png"))
+            # ... and a DiaObject's, from its DiaSources
+            page.fill(
+                "#adql",
+                "SELECT TOP 3 diaObjectId, ra, dec, nDiaSources FROM dp1.DiaObject "
+                "ORDER BY nDiaSources DESC",
+            )
+            page.click("#run")
+            expect(page.locator("#job-status")).to_contain_text("3 rows", timeout=120_000)
+            page.locator("#table tbody tr").first.click()
+            page.click("#lightcurve")
+            page.wait_for_function(
+                "() => S.plot && S.plot.kind === 'lightcurve' && S.plot.n > 1 && "
+                "S.plot.result === S.result.id && S.result.query.includes('dp1.DiaSource')",
+                timeout=120_000,
+            )
 
             # 6. images: SIAv2 search by position, band and time -> viewer -> SODA cutout
             # around the selected object -> the catalog overlaid
@@ -200,6 +229,10 @@ def test_portal_in_browser(portal_hub, portal_url, counts, sky, tmp_path, monkey
             page.click("#img-open")
             page.wait_for_function("() => S.image && S.image.has_wcs", timeout=120_000)
             full_width = page.evaluate("S.image.width")
+            # the viewer's title names the image by obs_id and band, not by its encoded URL
+            title = f"{sky['obs_id']} {sky['band']} ({full_width}x"
+            expect(page.locator("#img-title")).to_contain_text(title)
+            assert "%" not in page.locator("#img-title").inner_text()
             img = page.locator("#img-canvas")
             box = img.bounding_box()
             page.mouse.move(box["x"] + 300, box["y"] + 300)
@@ -213,6 +246,7 @@ def test_portal_in_browser(portal_hub, portal_url, counts, sky, tmp_path, monkey
             page.click("#cutout")
             expect(page.locator("#msg")).to_contain_text("image Cutout", timeout=120_000)
             assert page.evaluate("S.image.width") < full_width
+            expect(page.locator("#img-title")).to_contain_text(f"of {sky['obs_id']} {sky['band']}")
             _filter(page, "objectId", "")
             page.click("#overlay")
             expect(page.locator("#msg")).to_contain_text("sources on the image", timeout=30_000)
@@ -253,16 +287,21 @@ def test_portal_in_browser(portal_hub, portal_url, counts, sky, tmp_path, monkey
             page.select_option("#results", label=f"Job {job_id} ({n_objects} rows)")
             page.click("button[data-tab=sky]")
             expect(page.locator("#hips-survey option").first).to_be_attached()
-            page.wait_for_timeout(3000)
+            page.wait_for_function("() => S.aladin || S.aladinFailed", timeout=60_000)
             sky_msg = page.locator("#sky-msg").inner_text()
             assert "unavailable" not in sky_msg, sky_msg
+            tiles = [time.monotonic()]  # when the latest HiPS tile arrived
+            page.on("response", lambda r: "/Norder" in r.url and tiles.append(time.monotonic()))
             with page.expect_response(
                 lambda r: "/hips/" in r.url and "/Norder" in r.url and r.status == 200,
                 timeout=60_000,
             ):
                 page.click("#sky-overlay")  # zooms onto the sources: tiles of the survey load
             expect(page.locator("#sky-msg")).to_contain_text(f"{n_objects} sources overlaid")
-            page.wait_for_timeout(6000)  # let Aladin Lite draw the tiles
+            # let Aladin Lite fetch and draw the tiles: until none has come for a second
+            deadline = time.monotonic() + 8
+            while time.monotonic() < deadline and time.monotonic() - tiles[-1] < 1.0:
+                page.wait_for_timeout(200)
             page.screenshot(path=str(ARTIFACTS / "07-hips.png"))
             page.click("#sky-query")
             query = page.locator("#adql").input_value()
@@ -313,6 +352,26 @@ def test_portal_in_browser(portal_hub, portal_url, counts, sky, tmp_path, monkey
             external = [url for url in failed if not url.startswith(portal_hub.url)]
             unexplained = [e for e in errors if not (external and "Failed to fetch" in e)]
             assert not unexplained, (errors, failed)
+
+            # 11. the deep link of the lab's "Open in portal": ?job=<job URL, URL-encoded>
+            # opens that job's result in the table; another user's job is refused plainly
+            job_url = f"{portal_hub.url}/services/api/tap/async/{job_id}"
+            page.goto(f"{portal_url}/?job={quote(job_url, safe='')}")
+            expect(page.locator("#job-status")).to_contain_text(
+                f"job {job_id}: {n_objects} rows", timeout=60_000
+            )
+            expect(page.locator("#result-meta")).to_contain_text(f"job {job_id}")
+            expect(page.locator("#table tbody tr")).to_have_count(100)
+            assert "FROM dp1.Object" in page.locator("#adql").input_value()
+            page.screenshot(path=str(ARTIFACTS / "09-job-link.png"))
+            bob = {"Authorization": f"Bearer {portal_hub.token_for('bob')}"}
+            query = {"query": "SELECT TOP 1 objectId FROM dp1.Object"}
+            bobs = httpx.post(f"{portal_url}/api/query", json=query, headers=bob).json()
+            page.goto(f"{portal_url}/?job={bobs['job_id']}")
+            expect(page.locator("#msg")).to_contain_text(
+                f"Job {bobs['job_id']} is not one of your TAP jobs", timeout=30_000
+            )
+            expect(page.locator("#msg")).to_have_class("err")
         except Exception:
             page.screenshot(path=str(ARTIFACTS / "failure.png"))
             raise

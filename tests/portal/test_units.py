@@ -170,6 +170,23 @@ def test_workspace_paths_and_bands():
             _band(bad)
 
 
+def test_job_links_and_readable_names():
+    from sciplat.services.portal.service import job_id_of, readable_name
+
+    assert job_id_of("OKI67yDYBUADiGfx") == "OKI67yDYBUADiGfx"
+    base = "http://127.0.0.1:8000/services/api/tap/async"
+    assert job_id_of(f"{base}/abc_12-x") == "abc_12-x"
+    assert job_id_of(f" {base}/abc/results/result ") == "abc"
+    assert job_id_of(f"{base}/abc/phase") == "abc"
+    for bad in ("", "a b", "../x", "ftp://h/tap/async/abc", "http://h/tap/sync/abc", "x" * 65):
+        with pytest.raises(UsageError, match="neither a TAP job id nor a TAP job URL"):
+            job_id_of(bad)
+    link = "http://h/services/api/datalink/links?ID=ivo%3A%2F%2Fsciplat%2Fdp%3F0025e953&RESPONSEFORMAT=x"
+    assert readable_name(link) == "ivo://sciplat/dp?0025e953"
+    assert readable_name("http://h/files/calexp%20g.fits?x=1") == "calexp g.fits"
+    assert readable_name("http://h/", "image") == "image"
+
+
 def test_bokeh_items_points_raster_histogram():
     from sciplat.services.portal import bokehplots
 

@@ -32,14 +32,18 @@ function showTab(name) {
 function showAdqlError(message, position) {
   const box = $("adql-error");
   box.hidden = !message;
-  box.textContent = message ? (position ? `line ${position.line}, column ${position.column}: ` : "") + message : "";
-  if (position) {
-    const lines = $("adql").value.split("\n");
-    let start = 0;
-    for (let i = 0; i < position.line - 1 && i < lines.length; i++) start += lines[i].length + 1;
-    start += Math.max(0, position.column - 1);
+  const where = position ? `line ${position.line}, column ${position.column}` : "";
+  box.textContent = message ? (where && !message.includes(where) ? `${where}: ` : "") + message : "";
+  if (position) {  // select the word at the position (TAP may point at its first or last letter)
+    const text = $("adql").value, lines = text.split("\n");
+    let at = 0;
+    for (let i = 0; i < position.line - 1 && i < lines.length; i++) at += lines[i].length + 1;
+    at = Math.min(text.length, at + Math.max(0, position.column - 1));
+    let start = at, end = at;
+    while (start > 0 && /\w/.test(text[start - 1])) start--;
+    while (end < text.length && /\w/.test(text[end])) end++;
     $("adql").focus();
-    $("adql").setSelectionRange(start, start + 1);
+    $("adql").setSelectionRange(start, Math.max(end, start + 1));
   }
 }
 
@@ -49,22 +53,36 @@ async function runQuery() {
   $("run").disabled = true;
   try {
     const maxrec = $("maxrec").value === "" ? null : parseInt($("maxrec").value, 10);
-    let job = await api("/api/query", { query: $("adql").value, maxrec });
-    S.job = job.job_id; $("cancel").disabled = false;
-    while (["PENDING", "QUEUED", "EXECUTING"].includes(job.phase)) {
-      $("job-status").textContent = `job ${job.job_id}: ${job.phase} (${((performance.now() - t0) / 1000).toFixed(1)} s)`;
-      job = await api(`/api/jobs/${job.job_id}?wait=1`);
-    }
-    $("cancel").disabled = true;
-    if (job.phase === "ERROR") { $("job-status").textContent = `job ${job.job_id}: ERROR`; showAdqlError(job.error, job.position); return; }
-    if (job.phase === "ABORTED") { $("job-status").textContent = `job ${job.job_id}: cancelled`; return; }
-    $("job-status").textContent = `job ${job.job_id}: ${job.phase}, loading result...`;
-    const info = await api(`/api/jobs/${job.job_id}/load`, {});
-    await refreshResults(info.id);
-    $("job-status").textContent = `job ${job.job_id}: ${info.rows} rows, first rows shown after ${((performance.now() - t0) / 1000).toFixed(2)} s`;
+    await followJob(await api("/api/query", { query: $("adql").value, maxrec }), t0);
     loadHistory();
   } catch (e) { showAdqlError(e.message, e.data && e.data.position); $("cancel").disabled = true; }
   finally { $("run").disabled = false; }
+}
+// Wait for a TAP job (Cancel aborts it), then show its result in the table.
+async function followJob(job, t0) {
+  S.job = job.job_id; $("cancel").disabled = false;
+  while (["PENDING", "QUEUED", "EXECUTING"].includes(job.phase)) {
+    $("job-status").textContent = `job ${job.job_id}: ${job.phase} (${((performance.now() - t0) / 1000).toFixed(1)} s)`;
+    job = await api(`/api/jobs/${job.job_id}?wait=1`);
+  }
+  $("cancel").disabled = true;
+  if (job.phase === "ERROR") { $("job-status").textContent = `job ${job.job_id}: ERROR`; showAdqlError(job.error, job.position); return; }
+  if (job.phase === "ABORTED") { $("job-status").textContent = `job ${job.job_id}: cancelled`; return; }
+  $("job-status").textContent = `job ${job.job_id}: ${job.phase}, loading result...`;
+  const info = await api(`/api/jobs/${job.job_id}/load`, {});
+  await refreshResults(info.id);
+  $("job-status").textContent = `job ${job.job_id}: ${info.rows} rows, first rows shown after ${((performance.now() - t0) / 1000).toFixed(2)} s`;
+}
+// The deep link <portal>/?job=<job id or job URL> (the lab's "Open in portal"): that job of the
+// user, its query in the editor and its result in the table.
+async function openJobLink(ref) {
+  showTab("query");
+  try {
+    const job = await api(`/api/joblink?ref=${encodeURIComponent(ref)}`);
+    if (job.query) $("adql").value = job.query;
+    if (job.phase === "PENDING") return msg(`Job ${job.job_id} has not been started (phase PENDING)`, true);
+    await followJob(job, performance.now());
+  } catch (e) { msg(e.message, true); $("job-status").textContent = "the linked job could not be opened"; }
 }
 $("run").onclick = runQuery;
 $("cancel").onclick = async () => { if (S.job) { const j = await api(`/api/jobs/${S.job}/abort`, {}); $("job-status").textContent = `job ${S.job}: ${j.phase}`; } };
@@ -72,6 +90,16 @@ $("cone-go").onclick = () => {
   const t = $("cone-table").value, ra = parseFloat($("cone-ra").value), dec = parseFloat($("cone-dec").value), r = parseFloat($("cone-r").value);
   if ([ra, dec, r].some(isNaN)) return msg("Cone search needs numbers for RA, Dec and radius", true);
   $("adql").value = `SELECT * FROM ${t}\nWHERE CONTAINS(POINT('ICRS', coord_ra, coord_dec), CIRCLE('ICRS', ${ra}, ${dec}, ${r})) = 1`;
+};
+// an object name resolved from our catalogs (object id, obs_id) -> a cone search around it
+$("cone-resolve").onclick = async () => {
+  const name = $("cone-name").value.trim();
+  if (!name) return msg("Type an object id or an obs_id to resolve", true);
+  try {
+    const r = await api(`/api/resolve?name=${encodeURIComponent(name)}`);
+    $("cone-ra").value = r.ra.toFixed(6); $("cone-dec").value = r.dec.toFixed(6); $("cone-go").onclick();
+    msg(`${r.name} (${r.table}): RA ${r.ra.toFixed(6)}, Dec ${r.dec.toFixed(6)}`);
+  } catch (e) { msg(e.message, true); }
 };
 $("obj-go").onclick = () => {
   const id = parseInt($("obj-id").value, 10);
@@ -297,10 +325,16 @@ window.portalPlotEvent = (kind, g) => {
   }
 };
 $("lightcurve").onclick = async () => {
-  if (!S.selRow || S.selRow.objectId == null) return msg("Select a row with an objectId first", true);
+  // an Object's forced photometry (times from dp1.Visit), else its Sources; a DiaObject's
+  // DiaSources
+  const row = S.selRow || {};
   const has = (t, cols) => S.tables && S.tables[t] && cols.every((c) => S.tables[t].includes(c));
-  const id = S.selRow.objectId;
-  if (has("dp1.ForcedSource", ["objectId", "visit", "psfFlux"]) && has("dp1.Visit", ["visit", "expMidptMJD"]))
+  if (row.objectId == null && row.diaObjectId == null) return msg("Select a row with an objectId or a diaObjectId first", true);
+  const id = row.objectId ?? row.diaObjectId;
+  if (row.objectId == null) {
+    if (!has("dp1.DiaSource", ["diaObjectId", "midpointMjdTai", "psfFlux", "band"])) return msg("No dp1.DiaSource table with times in this catalog", true);
+    $("adql").value = `SELECT band, midpointMjdTai AS mjd, psfFlux FROM dp1.DiaSource\nWHERE diaObjectId = ${id} ORDER BY mjd`;
+  } else if (has("dp1.ForcedSource", ["objectId", "visit", "psfFlux"]) && has("dp1.Visit", ["visit", "expMidptMJD"]))
     $("adql").value = `SELECT f.band, v.expMidptMJD AS mjd, f.psfFlux\nFROM dp1.ForcedSource AS f JOIN dp1.Visit AS v ON f.visit = v.visit\nWHERE f.objectId = ${id} ORDER BY mjd`;
   else if (has("dp1.Source", ["objectId", "midpointMjdTai", "psfFlux"]))
     $("adql").value = `SELECT band, midpointMjdTai AS mjd, psfFlux FROM dp1.Source\nWHERE objectId = ${id} ORDER BY mjd`;
@@ -318,16 +352,23 @@ $("sia-go").onclick = async () => {
     const info = await api("/api/sia", body); await refreshResults(info.id); msg(`${info.rows} images found; select a row, then Open`);
   } catch (e) { msg(e.message, true); }
 };
+// A readable name of an image search result row: its obs_id and band (else its title).
+function imageName(o) {
+  if (!o) return null;
+  const band = o.lsst_band || o.band;
+  return o.obs_id ? [o.obs_id, band].filter(Boolean).join(" ") : (o.obs_title || null);
+}
 $("img-open").onclick = async () => {
   try {
-    const info = await api("/api/images", { url: $("img-url").value });
-    S.imageDataset = S.selRow && S.selRow.obs_publisher_did || null;
+    const url = $("img-url").value, row = S.selRow && S.selRow.access_url === url ? S.selRow : null;
+    const info = await api("/api/images", { url, title: imageName(row) });
+    S.imageDataset = row && row.obs_publisher_did || null; S.imageName = imageName(row);
     await showImage(info);
   } catch (e) { msg(e.message, true); }
 };
 $("cutout").onclick = async () => {
   const sky = S.selRow && skyOf(S.selRow); if (!sky || !S.imageDataset) return;
-  try { await showImage(await api("/api/images/cutout", { dataset_id: S.imageDataset, ra: sky[0], dec: sky[1], radius: 0.01 })); } catch (e) { msg(e.message, true); }
+  try { await showImage(await api("/api/images/cutout", { dataset_id: S.imageDataset, ra: sky[0], dec: sky[1], radius: 0.01, of: S.imageName })); } catch (e) { msg(e.message, true); }
 };
 async function showImage(info) {
   S.image = info; S.zoom = Math.min(600 / info.width, 600 / info.height); S.panX = 0; S.panY = 0; S.overlay = [];
@@ -337,7 +378,9 @@ async function reloadImage() {
   if (!S.image) return;
   const img = new Image(); img.src = `${P}/api/images/${S.image.id}/png?stretch=${$("stretch").value}&cmap=${$("cmap").value}`;
   try { await img.decode(); } catch (e) { return msg("The image could not be rendered", true); }
-  S.imgEl = img; drawImage(); msg(`image ${S.image.title} (${S.image.width}x${S.image.height})`);
+  S.imgEl = img; drawImage();
+  $("img-title").textContent = `${S.image.title} (${S.image.width}x${S.image.height})`;
+  msg(`image ${S.image.title} (${S.image.width}x${S.image.height})`);
 }
 $("stretch").onchange = reloadImage; $("cmap").onchange = reloadImage;
 function drawImage() {
@@ -477,5 +520,7 @@ async function applyPushedPlot(p) {
     const channel = new URLSearchParams(location.search).get("__wsch") || S.me.channel;
     connectChannel(channel);
     await Promise.all([loadSchema(), loadHistory(), refreshResults()]);
+    const link = new URLSearchParams(location.search).get("job");
+    if (link) await openJobLink(link);
   } catch (e) { msg(e.message, true); }
 })();
