@@ -134,6 +134,23 @@ class MyDBService:
 
     # quotas -----------------------------------------------------------------------------------
     def quota(self, schema: str, caller: Caller) -> Quota:
+        """What *schema* may hold: an operator's grant (``sciplat admin quota set ...
+        --resource mydb_rows|mydb_bytes``) to its user or group, else from the groups."""
+        from sciplat.services.workspace.quota import granted
+
+        owner, configured = ("users", caller.name), self._configured_quota(schema, caller)
+        if schema_kind(schema) == "group":
+            owner = next(
+                (("groups", g) for g in self.member_groups(caller) if group_schema(g) == schema),
+                owner,
+            )
+        rows = granted(self.settings, "mydb_rows", *owner)
+        size = granted(self.settings, "mydb_bytes", *owner)
+        return Quota(
+            configured.rows if rows is None else rows, configured.bytes if size is None else size
+        )
+
+    def _configured_quota(self, schema: str, caller: Caller) -> Quota:
         groups = self.settings.groups
         if schema_kind(schema) == "group":
             for group in self.member_groups(caller):

@@ -1,4 +1,4 @@
-"""Operator commands for workspaces: ``sciplat admin quota list|set``."""
+"""Operator commands for workspaces: ``sciplat admin quota list|set`` (disk, MyDB rows/bytes)."""
 
 from __future__ import annotations
 
@@ -61,19 +61,37 @@ def register(cli: click.Group) -> None:
     @click.argument("name")
     @click.argument("size")
     @click.option("--config", "config_path", type=click.Path(exists=True, path_type=Path))
-    def quota_set(kind: str, name: str, size: str, config_path: Path | None) -> None:
-        """Grant a user or group SIZE (e.g. 50G); 'default' returns to the group setting."""
+    @click.option(
+        "--resource",
+        type=click.Choice(["disk", "mydb_rows", "mydb_bytes"]),
+        default="disk",
+        show_default=True,
+        help="Workspace disk bytes, or the MyDB schema's rows or stored bytes.",
+    )
+    def quota_set(kind: str, name: str, size: str, config_path: Path | None, resource: str) -> None:
+        """Grant a user or group SIZE (e.g. 50G; rows for mydb_rows, e.g. 50000000); 'default'
+        returns to the group setting."""
         from sciplat.services.workspace.quota import set_override
 
         settings = load_settings(config_path)
         if kind == "group" and name not in settings.groups:
             raise click.BadParameter(f"unknown group {name!r} (known: {sorted(settings.groups)})")
         try:
-            value = None if size == "default" else parse_bytes(size)
+            if size == "default":
+                value = None
+            elif resource == "mydb_rows":
+                value = int(size)
+                if value < 0:
+                    raise ValueError(f"a row count cannot be negative: {size}")
+            else:
+                value = parse_bytes(size)
         except ValueError as exc:
             raise click.BadParameter(str(exc)) from exc
-        set_override(settings, f"{kind}s", name, value)
-        click.echo(f"{kind} {name}: " + ("group default" if value is None else _human(value)))
+        set_override(settings, f"{kind}s", name, value, resource)
+        shown = "group default" if value is None else _human(value)
+        if value is not None and resource == "mydb_rows":
+            shown = f"{value} rows"
+        click.echo(f"{kind} {name} {resource}: {shown}")
 
 
 def _human(size: int) -> str:

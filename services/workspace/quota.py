@@ -1,7 +1,8 @@
 """Disk use of workspaces, measured and cached, and the quota each user and group has.
 
-Quotas come from the groups in ``sciplat.yaml`` (``quotas.disk``); an operator can grant a
-user or group more with ``sciplat admin quota set`` (kept in ``<data>/api/quotas.json``).
+Quotas come from the groups in ``sciplat.yaml`` (``quotas.disk``, and MyDB's
+``quotas.mydb_rows``/``mydb_bytes``); an operator can grant a user or group more with
+``sciplat admin quota set`` (kept in ``<data>/api/quotas.json``).
 """
 
 from __future__ import annotations
@@ -14,28 +15,57 @@ from pathlib import Path
 
 from sciplat.config import Settings
 
-__all__ = ["DiskUsage", "group_quota", "overrides_file", "set_override", "user_quota"]
+__all__ = [
+    "RESOURCES",
+    "DiskUsage",
+    "granted",
+    "group_quota",
+    "overrides_file",
+    "set_override",
+    "user_quota",
+]
+
+
+#: What an operator can grant: disk bytes, and MyDB rows and bytes.
+RESOURCES = ("disk", "mydb_rows", "mydb_bytes")
 
 
 def overrides_file(settings: Settings) -> Path:
     return settings.services_state_dir / "quotas.json"
 
 
-def _overrides(settings: Settings) -> dict[str, dict[str, int]]:
+def _overrides(settings: Settings) -> dict:
     try:
-        data = json.loads(overrides_file(settings).read_text())
+        return json.loads(overrides_file(settings).read_text())
     except FileNotFoundError:
-        return {"users": {}, "groups": {}}
-    return {"users": data.get("users", {}), "groups": data.get("groups", {})}
+        return {}
 
 
-def set_override(settings: Settings, kind: str, name: str, size: int | None) -> None:
-    """Grant *name* (a user or group) *size* bytes; None removes the grant."""
+def _section(data: dict, resource: str, kind: str) -> dict[str, int]:
+    """The grants of one *resource* to *kind* ("users"/"groups"). Disk grants are the file's
+    top-level ``users``/``groups`` (its first layout); other resources are keyed by name."""
+    if resource not in RESOURCES:
+        raise ValueError(f"unknown quota resource {resource!r} (known: {', '.join(RESOURCES)})")
+    holder = data if resource == "disk" else data.setdefault(resource, {})
+    return holder.setdefault(kind, {})
+
+
+def granted(settings: Settings, resource: str, kind: str, name: str) -> int | None:
+    """An operator's grant of *resource* to user or group *name*, or None."""
+    return _section(_overrides(settings), resource, kind).get(name)
+
+
+def set_override(
+    settings: Settings, kind: str, name: str, size: int | None, resource: str = "disk"
+) -> None:
+    """Grant *name* (a user or group) *size* of *resource* (bytes, or rows for ``mydb_rows``);
+    None removes the grant."""
     data = _overrides(settings)
+    section = _section(data, resource, kind)
     if size is None:
-        data[kind].pop(name, None)
+        section.pop(name, None)
     else:
-        data[kind][name] = size
+        section[name] = size
     path = overrides_file(settings)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
@@ -46,9 +76,9 @@ def set_override(settings: Settings, kind: str, name: str, size: int | None) -> 
 def user_quota(settings: Settings, groups: list[str] | tuple[str, ...], user: str = "") -> int:
     """A user's home quota in bytes: an operator's grant, else the largest ``quotas.disk``
     among their groups. A user in no configured group gets the smallest configured quota."""
-    granted = _overrides(settings)["users"].get(user)
-    if granted is not None:
-        return granted
+    grant = granted(settings, "disk", "users", user)
+    if grant is not None:
+        return grant
     values = [settings.groups[g].quotas.disk for g in groups if g in settings.groups]
     if values:
         return max(values)
@@ -57,8 +87,8 @@ def user_quota(settings: Settings, groups: list[str] | tuple[str, ...], user: st
 
 def group_quota(settings: Settings, group: str) -> int:
     """A group directory's quota: an operator's grant, else the group's ``quotas.disk``."""
-    granted = _overrides(settings)["groups"].get(group)
-    return granted if granted is not None else settings.groups[group].quotas.disk
+    grant = granted(settings, "disk", "groups", group)
+    return grant if grant is not None else settings.groups[group].quotas.disk
 
 
 def measure(path: Path) -> int:

@@ -22,7 +22,7 @@ from sciplat.services.mydb.names import (
     user_schema,
 )
 from sciplat.services.mydb.registry import Registry
-from sciplat.services.mydb.service import Caller, MyDBService
+from sciplat.services.mydb.service import Caller, MyDBService, Quota
 from sciplat.services.mydb.storage import ParquetStore
 
 
@@ -164,6 +164,54 @@ def test_quota_is_the_largest_of_the_groups(tmp_path):
     assert service.quota("user_a", Caller("a", ("users", "big"))).rows == 1000
     assert service.quota("group_users", Caller("a", ("users", "big"))).rows == 100
     assert service.quota("user_a", Caller("a", ("unconfigured",))).rows == 100
+
+
+def test_operator_grants_mydb_rows_and_bytes(tmp_path):
+    """`sciplat admin quota set ... --resource mydb_rows|mydb_bytes` raises one user's or one
+    group's MyDB allocation; `default` returns to the groups' settings."""
+    from click.testing import CliRunner
+
+    from sciplat.cli import _load_areas, cli
+
+    service = _service(tmp_path)
+    config = tmp_path / "sciplat.yaml"
+    config.write_text(
+        f"data_dir: {tmp_path}\nhub: {{default_groups: [users]}}\n"
+        "groups:\n  users: {quotas: {mydb_rows: 100, mydb_bytes: 1Mi}}\n"
+        "  big: {quotas: {mydb_rows: 1000, mydb_bytes: 10Mi}}\n"
+    )
+    _load_areas()
+    runner = CliRunner()
+
+    def quota_set(*args: str):
+        result = runner.invoke(cli, ["admin", "quota", "set", *args, "--config", str(config)])
+        assert result.exit_code == 0, result.output
+        return result.output
+
+    alice, bob = Caller("alice", ("users",)), Caller("bob", ("users",))
+    assert "5000 rows" in quota_set("user", "alice", "5000", "--resource", "mydb_rows")
+    quota_set("user", "alice", "20Mi", "--resource", "mydb_bytes")
+    quota_set("group", "users", "700", "--resource", "mydb_rows")
+    assert service.quota("user_alice", alice) == Quota(5000, 20 * 2**20)
+    assert service.quota("user_bob", bob) == Quota(100, 2**20)  # nobody else's changed
+    assert service.quota("group_users", bob).rows == 700
+    name = parse_table_name("t", default_schema="user_alice")
+    service.create(name, pa.table({"x": list(range(3000))}), alice, overwrite=False, source="t")
+    quota_set("user", "alice", "default", "--resource", "mydb_rows")
+    assert service.quota("user_alice", alice).rows == 100
+    # the disk grant is apart from MyDB's
+    from sciplat.services.workspace.quota import user_quota
+
+    assert (
+        user_quota(service.settings, ["users"], "alice")
+        == service.settings.groups["users"].quotas.disk
+    )
+    bad = runner.invoke(
+        cli,
+        ["admin", "quota", "set", "user", "alice", "lots", "--resource", "mydb_rows",
+         "--config", str(config)],
+    )  # fmt: skip
+    assert bad.exit_code != 0 and "lots" in bad.output
 
 
 def test_rows_over_quota_leave_nothing(tmp_path):
