@@ -3,20 +3,23 @@
 Plain functions on :class:`~sciplat.pipelines.butler_io.SimExposure` images, so they can be
 tested on synthetic images with known answers; :mod:`.tasks` wraps them as PipelineTasks.
 
-- :func:`coadd`: weighted mean (one inverse-variance weight per image) of images warped onto
-  one grid; the coadd PSF is the same weighted mean of the inputs' PSF stamps
-  (:func:`coadd_psf`), as Rubin's CoaddPsf.
+- :func:`coadd_with_coverage`: weighted mean (one inverse-variance weight per image) of images
+  warped onto one grid, and where each input contributes; :class:`CoaddPsf`, the coadd PSF at
+  each position, is the same weighted mean of the PSFs of the inputs covering it, as Rubin's
+  CoaddPsf.
 - :func:`detect_multiband`: one detection image (inverse-variance weighted mean of the band
   coadds, so an object faint in every band but significant in their sum is found), ``sep``
   detection and deblending, windowed centroids.
-- :func:`measure_bands`: at those positions, in every band: PSF-fit flux (aperture-corrected),
-  Kron flux (reported as ``cModelFlux``: our total-flux estimate), extendedness from their ratio.
+- :func:`measure_bands`: at those positions, in every band, with the PSF at the position:
+  PSF-fit flux (aperture-corrected), Kron flux, extendedness from their ratio, and the
+  composite-model flux (:mod:`.cmodel`).
 - :func:`forced_photometry`: PSF-fit fluxes at fixed sky positions on one calibrated image.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 
 import numpy as np
 import sep
@@ -24,16 +27,21 @@ from astropy.table import Table
 from astropy.wcs import WCS
 
 from sciplat.pipelines.butler_io import MASK_PLANES, SimExposure
+from sciplat.pipelines.drp import cmodel
 from sciplat.pipelines.tasks import imaging
 
 __all__ = [
     "EXTENDED_RATIO",
+    "CoaddPsf",
     "coadd",
     "coadd_psf",
+    "coadd_with_coverage",
     "detect_multiband",
     "detection_image",
+    "detection_psf_at",
     "forced_photometry",
     "measure_bands",
+    "psf_at",
 ]
 
 #: A source is extended when its PSF flux is below this fraction of its Kron flux.
@@ -53,6 +61,20 @@ def coadd(
     at a time. Returns the coadd (NO_DATA where nothing contributed) and each input's weight
     times the number of its good pixels on the grid (0 for an input that does not overlap).
     """
+    result, weights, _ = coadd_with_coverage(images, wcs, shape, coverage_bin=0)
+    return result, weights
+
+
+def coadd_with_coverage(
+    images: Iterable[SimExposure], wcs: WCS, shape: tuple[int, int], *, coverage_bin: int = 16
+) -> tuple[SimExposure, list[float], np.ndarray]:
+    """:func:`coadd`, plus each input's weight map on a grid of *coverage_bin*-pixel cells:
+    ``maps[i, by, bx]`` = input *i*'s weight times the fraction of the cell's pixels it
+    contributes to (shape ``(n_inputs, ny_cells, nx_cells)``; empty with *coverage_bin* 0).
+    The coadd PSF at a position is the same weighted mean of the inputs' PSFs
+    (:class:`CoaddPsf`)."""
+    cells = (-(-shape[0] // coverage_bin), -(-shape[1] // coverage_bin)) if coverage_bin else ()
+    maps: list[np.ndarray] = []
     num = np.zeros(shape)
     den = np.zeros(shape)
     var = np.zeros(shape)
@@ -67,6 +89,7 @@ def coadd(
         y0, y1 = max(int(gy.min()) - 2, 0), min(int(np.ceil(gy.max())) + 3, shape[0])
         if x1 <= x0 or y1 <= y0:
             weights.append(0.0)
+            maps.append(np.zeros(cells))
             continue
         sub = wcs.deepcopy()
         sub.wcs.crpix = sub.wcs.crpix - np.array([x0, y0])
@@ -75,12 +98,17 @@ def coadd(
         good = ~warped.mask_of("NO_DATA", "BAD", "SAT") & (warped.variance > 0)
         if not good.any():
             weights.append(0.0)
+            maps.append(np.zeros(cells))
             continue
         w = 1.0 / float(np.median(warped.variance[good]))
         num[y0:y1, x0:x1] += np.where(good, w * warped.image, 0.0)
         den[y0:y1, x0:x1] += np.where(good, w, 0.0)
         var[y0:y1, x0:x1] += np.where(good, w * w * warped.variance, 0.0)
         weights.append(w * float(good.sum()))
+        if coverage_bin:
+            full = np.zeros(shape, dtype=np.float32)
+            full[y0:y1, x0:x1] = good
+            maps.append(w * _cell_mean(full, coverage_bin, cells))
     covered = den > 0
     safe = np.where(covered, den, 1.0)
     image = np.where(covered, num / safe, 0.0)
@@ -93,7 +121,15 @@ def coadd(
         wcs=wcs.deepcopy(),
         metadata={"BUNIT": "nJy"},
     )
-    return out, weights
+    return out, weights, np.array(maps) if coverage_bin else np.zeros((len(weights), 0, 0))
+
+
+def _cell_mean(image: np.ndarray, size: int, cells: tuple[int, int]) -> np.ndarray:
+    """Mean of *image* over *size* x *size* cells (partial cells at the far edges)."""
+    ny, nx = cells
+    padded = np.zeros((ny * size, nx * size), dtype=np.float64)
+    padded[: image.shape[0], : image.shape[1]] = image
+    return padded.reshape(ny, size, nx, size).mean(axis=(1, 3))
 
 
 def coadd_psf(psfs: Sequence[imaging.PsfModel], weights: Sequence[float]) -> imaging.PsfModel:
@@ -110,6 +146,74 @@ def coadd_psf(psfs: Sequence[imaging.PsfModel], weights: Sequence[float]) -> ima
         stack[pad : pad + psf.size, pad : pad + psf.size] += w * psf.stamp
         apcorr += w * psf.apcorr
     return imaging.PsfModel(stack / stack.sum(), apcorr / total)
+
+
+_COADD_PSF_MAGIC = -20_260_501.0
+
+
+@dataclass
+class CoaddPsf:
+    """A position-dependent coadd PSF, after Rubin's ``CoaddPsf``: at each position, the mean
+    of the PSFs of the inputs that cover it, weighted as the coadd weighted their pixels.
+
+    *psfs* are the inputs' PSF models, *maps* their weight maps on cells of *cell* pixels
+    (from :func:`coadd_with_coverage`). Stored as one float array (:meth:`to_array`).
+    """
+
+    psfs: list[imaging.PsfModel]
+    maps: np.ndarray
+    cell: int
+    _cache: dict = field(default_factory=dict, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        keep = [i for i in range(len(self.psfs)) if self.maps[i].sum() > 0]
+        if not keep:
+            raise imaging.ProcessingError("no input image contributes to this coadd")
+        self.psfs = [self.psfs[i] for i in keep]
+        self.maps = np.asarray(self.maps[keep], dtype=np.float64)
+
+    @property
+    def mean(self) -> imaging.PsfModel:
+        """The PSF averaged over the whole coadd (what a single-PSF model would use)."""
+        return coadd_psf(self.psfs, list(self.maps.sum(axis=(1, 2))))
+
+    @property
+    def sigma(self) -> float:
+        return self.mean.sigma
+
+    def at(self, x: float, y: float) -> imaging.PsfModel:
+        """The coadd PSF at pixel (*x*, *y*) of the coadd."""
+        ny, nx = self.maps.shape[1:]
+        bx = min(max(int(x // self.cell), 0), nx - 1)
+        by = min(max(int(y // self.cell), 0), ny - 1)
+        if (by, bx) not in self._cache:
+            w = self.maps[:, by, bx]
+            self._cache[(by, bx)] = coadd_psf(self.psfs, list(w)) if w.sum() > 0 else self.mean
+        return self._cache[(by, bx)]
+
+    def to_array(self) -> np.ndarray:
+        """[magic, n, stamp size, ny cells, nx cells, cell, apcorrs, stamps, maps]."""
+        size = max(p.size for p in self.psfs)
+        stamps = np.zeros((len(self.psfs), size, size))
+        for i, p in enumerate(self.psfs):
+            pad = (size - p.size) // 2
+            stamps[i, pad : pad + p.size, pad : pad + p.size] = p.stamp
+        head = [_COADD_PSF_MAGIC, len(self.psfs), size, *self.maps.shape[1:], self.cell]
+        apcorr = [p.apcorr for p in self.psfs]
+        return np.concatenate([head, apcorr, stamps.ravel(), self.maps.ravel()])
+
+    @classmethod
+    def from_array(cls, array: np.ndarray) -> CoaddPsf:
+        array = np.asarray(array, dtype=np.float64)
+        if array[0] != _COADD_PSF_MAGIC:
+            raise imaging.ProcessingError("not a coadd PSF (deep_coadd_psf) array")
+        n, size, ny, nx, cell = (int(v) for v in array[1:6])
+        apcorr = array[6 : 6 + n]
+        o = 6 + n
+        stamps = array[o : o + n * size * size].reshape(n, size, size)
+        maps = array[o + n * size * size :].reshape(n, ny, nx)
+        psfs = [imaging.PsfModel(stamps[i].copy(), float(apcorr[i])) for i in range(n)]
+        return cls(psfs, maps, cell)
 
 
 def detection_image(coadds: Sequence[SimExposure]) -> SimExposure:
@@ -202,12 +306,31 @@ def _kron_flux(
     return flux, ferr
 
 
+def psf_at(psf: imaging.PsfModel | CoaddPsf) -> Callable[[float, float], imaging.PsfModel]:
+    """The PSF at a pixel position: a :class:`CoaddPsf`'s local mean, or one model everywhere."""
+    if isinstance(psf, CoaddPsf):
+        return psf.at
+    return lambda x, y: psf
+
+
+def detection_psf_at(
+    psfs: Sequence[imaging.PsfModel | CoaddPsf],
+) -> Callable[[float, float], imaging.PsfModel]:
+    """The PSF of the detection image (:func:`detection_image`) at a position: the bands'
+    PSFs there, averaged."""
+    each = [psf_at(p) for p in psfs]
+    return lambda x, y: coadd_psf([f(x, y) for f in each], [1.0] * len(each))
+
+
 def measure_bands(
     found: Table,
     coadds: Mapping[str, SimExposure],
-    psfs: Mapping[str, imaging.PsfModel],
+    psfs: Mapping[str, imaging.PsfModel | CoaddPsf],
+    shapes: Sequence[cmodel.ModelShape | None] | None = None,
 ) -> dict[str, dict[str, np.ndarray]]:
-    """Per band: psfFlux(+Err), kronFlux(+Err), extendedness and flags at *found*'s positions.
+    """Per band: psfFlux(+Err), kronFlux(+Err), extendedness and flags at *found*'s positions,
+    with the PSF at each position; with model *shapes* (:func:`cmodel.fit_shapes`) also
+    cModelFlux(+Err) and fracDev.
 
     A band without data at a position (NO_DATA, or off the coadd) gets NaN and its flag set.
     """
@@ -215,18 +338,18 @@ def measure_bands(
     n = len(found)
     out: dict[str, dict[str, np.ndarray]] = {}
     for band, exposure in coadds.items():
-        psf = psfs[band]
+        local = psf_at(psfs[band])
         ny, nx = exposure.shape
         ix = np.clip(np.round(x).astype(int), 0, nx - 1)
         iy = np.clip(np.round(y).astype(int), 0, ny - 1)
         have = ~exposure.mask_of("NO_DATA")[iy, ix] if n else np.zeros(0, dtype=bool)
         fit = np.array(
             [
-                imaging.psf_flux(exposure.image, exposure.variance, psf, xi, yi)
+                imaging.psf_flux(exposure.image, exposure.variance, local(xi, yi), xi, yi)
                 for xi, yi in zip(x, y, strict=True)
             ]
         ).reshape(n, 2)
-        kron, kron_err = _kron_flux(exposure, found, psf.sigma)
+        kron, kron_err = _kron_flux(exposure, found, psfs[band].sigma)
         psf_flux = np.where(have, fit[:, 0], np.nan)
         psf_err = np.where(have, fit[:, 1], np.nan)
         kron = np.where(have, kron, np.nan)
@@ -246,6 +369,9 @@ def measure_bands(
             "kron_flag": ~np.isfinite(kron),
             "extendedness": ext,
         }
+        if shapes is not None:
+            models = cmodel.cmodel_fluxes(exposure, found, list(shapes), local)
+            out[band].update({k: np.where(have, v, np.nan) for k, v in models.items()})
     return out
 
 

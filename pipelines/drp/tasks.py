@@ -18,7 +18,7 @@ from lsst.pipe.base import connectionTypes as ct
 
 from sciplat.pipelines.butler_io import SimExposure
 from sciplat.pipelines.catalogs import REF_BAND_ORDER, _ebv, ccd_visit_id
-from sciplat.pipelines.drp import measure, skymap
+from sciplat.pipelines.drp import cmodel, measure, skymap
 from sciplat.pipelines.schema import BANDS
 from sciplat.pipelines.sim.skymodel import njy_to_mag
 from sciplat.pipelines.sim.survey import PIXEL_SCALE
@@ -50,11 +50,6 @@ def object_id(tract: int, patch: int, index: np.ndarray) -> np.ndarray:
     return OBJECT_ID_BASE + (tract * 1000 + patch) * 10**6 + np.asarray(index, dtype=np.int64)
 
 
-def _psf_array(psf: imaging.PsfModel) -> np.ndarray:
-    """The ``visit_psf`` encoding (flattened stamp + aperture correction)."""
-    return np.append(psf.stamp.ravel(), psf.apcorr)
-
-
 def _key(ref: Any, *names: str) -> tuple:
     return tuple(ref.dataId[n] for n in names)
 
@@ -74,12 +69,18 @@ class MakeCoaddConnections(PipelineTaskConnections, dimensions=(*PATCH_DIMS, "ba
         "deep_coadd", IMAGE, dimensions=(*PATCH_DIMS, "band"), doc="Coadd of the patch (nJy)"
     )
     deep_coadd_psf = ct.Output(
-        "deep_coadd_psf", "NumpyArray", dimensions=(*PATCH_DIMS, "band"), doc="Coadd PSF"
+        "deep_coadd_psf",
+        "NumpyArray",
+        dimensions=(*PATCH_DIMS, "band"),
+        doc="Position-dependent coadd PSF (measure.CoaddPsf.to_array)",
     )
 
 
 class MakeCoaddConfig(PipelineTaskConfig, pipelineConnections=MakeCoaddConnections):
-    pass
+    psf_cell = Field[int](
+        doc="Cell size (pixels) on which the coadd PSF records which inputs cover the patch.",
+        default=16,
+    )
 
 
 class MakeCoaddTask(PipelineTask):
@@ -116,10 +117,13 @@ class MakeCoaddTask(PipelineTask):
         wcs = geometry.wcs()
         # One image in memory at a time: deferred handles are read as they are warped.
         loaded = (h.get() if hasattr(h, "get") else h for h in images)
-        result, weights = measure.coadd(loaded, wcs, geometry.shape)
+        result, weights, maps = measure.coadd_with_coverage(
+            loaded, wcs, geometry.shape, coverage_bin=self.config.psf_cell
+        )
         if not any(weights):
             raise imaging.ProcessingError("no calibrated visit image overlaps this patch")
-        psf = measure.coadd_psf(psfs, weights)
+        coadd_psf = measure.CoaddPsf(list(psfs), maps, self.config.psf_cell)
+        psf = coadd_psf.mean
         used = [k for k, w in zip(inputs, weights, strict=True) if w > 0]
         result.metadata.update(
             {
@@ -128,12 +132,12 @@ class MakeCoaddTask(PipelineTask):
                 "TRACT": geometry.tract,
                 "PATCH": patch,
                 "NINPUTS": len(used),
-                "PSFSIGMA": (psf.sigma, "coadd PSF Gaussian-equivalent sigma, pixels"),
+                "PSFSIGMA": (psf.sigma, "mean coadd PSF Gaussian-equivalent sigma, pixels"),
                 **{f"INP{i:04d}": f"{v}/{d}" for i, (v, d) in enumerate(used)},
             }
         )
         self.log.info("patch %d %s: %d inputs, PSF FWHM %.2f px", patch, band, len(used), psf.fwhm)
-        return Struct(deep_coadd=result, deep_coadd_psf=_psf_array(psf))
+        return Struct(deep_coadd=result, deep_coadd_psf=coadd_psf.to_array())
 
 
 # -- multi-band detection and measurement ---------------------------------------------------
@@ -172,7 +176,8 @@ class MeasureCoaddTask(PipelineTask):
         data_id = butlerQC.quantum.dataId
         coadds = {str(ref.dataId["band"]): butlerQC.get(ref) for ref in inputRefs.coadds}
         psfs = {
-            str(ref.dataId["band"]): psf_from_array(butlerQC.get(ref)) for ref in inputRefs.psfs
+            str(ref.dataId["band"]): measure.CoaddPsf.from_array(butlerQC.get(ref))
+            for ref in inputRefs.psfs
         }
         out = self.run(coadds, psfs, tract=int(data_id["tract"]), patch=int(data_id["patch"]))
         butlerQC.put(out, outputRefs)
@@ -180,7 +185,7 @@ class MeasureCoaddTask(PipelineTask):
     def run(
         self,
         coadds: dict[str, SimExposure],
-        psfs: dict[str, imaging.PsfModel],
+        psfs: dict[str, imaging.PsfModel | measure.CoaddPsf],
         *,
         tract: int,
         patch: int,
@@ -193,7 +198,10 @@ class MeasureCoaddTask(PipelineTask):
         )
         geometry = skymap.patch_geometry(patch, tract)
         found = found[geometry.contains(found["coord_ra"], found["coord_dec"])]
-        per_band = measure.measure_bands(found, {b: coadds[b] for b in bands}, psfs)
+        shapes = cmodel.fit_shapes(
+            detection, found, measure.detection_psf_at([psfs[b] for b in bands])
+        )
+        per_band = measure.measure_bands(found, {b: coadds[b] for b in bands}, psfs, shapes)
         table = object_columns(found, per_band, tract=tract, patch=patch, psf_sigma=sigma)
         self.log.info("patch %d: %d objects in %s", patch, len(table), "".join(bands))
         return Struct(object_patch=table)
@@ -243,10 +251,10 @@ def object_columns(
         m = per_band.get(b)
         if m is None:
             m = {
-                "psfFlux": nan, "psfFluxErr": nan, "kronFlux": nan, "kronFluxErr": nan,
+                "psfFlux": nan, "psfFluxErr": nan, "cModelFlux": nan, "cModelFluxErr": nan,
                 "extendedness": nan,
             }  # fmt: skip
-        for kind, flux_key in (("psf", "psfFlux"), ("cModel", "kronFlux")):
+        for kind, flux_key in (("psf", "psfFlux"), ("cModel", "cModelFlux")):
             flux, err = m[flux_key], m[f"{flux_key}Err"]
             t[f"{b}_{kind}Flux"] = flux
             t[f"{b}_{kind}FluxErr"] = err
