@@ -13,6 +13,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+import httpx
+
 from sciplat.labextension.errors import BadRequest, NotFound, Unprocessable
 from sciplat.labextension.paths import resolve_in_root
 from sciplat.labextension.platform import PlatformClient
@@ -141,24 +143,26 @@ def _check_job_id(job_id: str) -> None:
 
 async def job_status(platform: PlatformClient, job_id: str, base_url: str) -> dict[str, Any]:
     """The contract's ``run/<job_id>`` answer: the service's job status, proxied."""
-    _check_job_id(job_id)
-    service = platform.url("notebooks")
-    response = await platform.request("notebooks", "GET", f"{service}/jobs/{job_id}")
-    if response.status_code == 404:
-        raise NotFound(f"You have no notebook run {job_id!r}.")
-    if response.status_code != 200:
-        raise Unprocessable(_message(response), code="run-refused")
+    response = await _get_job(platform, job_id, "", f"You have no notebook run {job_id!r}.")
     return _job_answer(response.json(), base_url)
 
 
 async def job_html(platform: PlatformClient, job_id: str) -> bytes:
     """The rendered notebook of run *job_id* (for the lab tab; the service needs the token,
     which an iframe cannot send)."""
+    missing = f"Run {job_id!r} has no rendered notebook (yet)."
+    return (await _get_job(platform, job_id, "/html", missing)).content
+
+
+async def _get_job(
+    platform: PlatformClient, job_id: str, suffix: str, missing: str
+) -> httpx.Response:
+    """GET ``jobs/<job_id><suffix>`` of the notebooks service; 404 is NotFound(*missing*)."""
     _check_job_id(job_id)
     service = platform.url("notebooks")
-    response = await platform.request("notebooks", "GET", f"{service}/jobs/{job_id}/html")
+    response = await platform.request("notebooks", "GET", f"{service}/jobs/{job_id}{suffix}")
     if response.status_code == 404:
-        raise NotFound(f"Run {job_id!r} has no rendered notebook (yet).")
+        raise NotFound(missing)
     if response.status_code != 200:
         raise Unprocessable(_message(response), code="run-refused")
-    return response.content
+    return response
