@@ -4,7 +4,6 @@ spawned; and an "offline" lab whose platform services are unreachable."""
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import os
 import shutil
@@ -21,22 +20,9 @@ from sciplat.config import Settings
 from sciplat.hub.bench import ephemeral_settings
 from sciplat.hub.platform import Platform
 from support.net import free_port, wait_for_http
+from support.platforms import keep_logs, remove_accounts
 
 VENV_BIN = Path(sys.executable).parent
-
-
-def _remove_accounts(settings: Settings, users: list[str]) -> None:
-    if os.geteuid() != 0:
-        return
-    from sciplat.hub.accounts import AccountManager
-
-    manager = AccountManager(settings.homes_dir)
-
-    async def remove() -> None:
-        for user in users:
-            await manager.remove(user)
-
-    asyncio.run(remove())
 
 
 @pytest.fixture(scope="session")
@@ -117,17 +103,9 @@ def lab_platform(offline_lab_process: dict) -> Iterator[LabPlatform]:
         yield LabPlatform(harness, settings, password)
     finally:
         platform.stop()
-        _keep_logs(settings)
-        _remove_accounts(settings, [USER])
+        keep_logs(settings, ARTIFACTS / "logs")
+        remove_accounts(settings, [USER])
         shutil.rmtree(data_dir, ignore_errors=True)
-
-
-def _keep_logs(settings: Settings) -> None:
-    target = ARTIFACTS / "logs"
-    shutil.rmtree(target, ignore_errors=True)
-    target.mkdir(parents=True, exist_ok=True)
-    for log in [*settings.run_dir.glob("*.log"), *settings.run_dir.glob("labs/*.log")]:
-        shutil.copy(log, target / log.name)
 
 
 @pytest.hookimpl(wrapper=True)
