@@ -1,7 +1,7 @@
 """Tornado handlers of ``{base_url}sciplat-lab/...``: HTTP in and out only.
 
 Each route translates the request into a call of the module that owns the job (status,
-startup, tutorials, queries, portalsend, runs, hubexit) and its answer or
+startup, tutorials, queries, portalsend, runs, hubexit, usage) and its answer or
 :class:`~sciplat.labextension.errors.LabError` into the contract's JSON.
 """
 
@@ -17,7 +17,16 @@ from jupyter_server.base.handlers import APIHandler, JupyterHandler
 from jupyter_server.utils import url_path_join
 from tornado import web
 
-from sciplat.labextension import hubexit, portalsend, queries, runs, startup, status, tutorials
+from sciplat.labextension import (
+    hubexit,
+    portalsend,
+    queries,
+    runs,
+    startup,
+    status,
+    tutorials,
+    usage,
+)
 from sciplat.labextension.config import SciplatLab
 from sciplat.labextension.errors import BadRequest, LabError
 from sciplat.labextension.platform import PlatformClient
@@ -90,6 +99,12 @@ class StatusHandler(LabHandler):
     async def get(self) -> None:
         memory = status.cgroup_memory()
         self.reply(await asyncio.to_thread(status.lab_status, self.lab.env, memory))
+
+
+class UsageHandler(LabHandler):
+    @web.authenticated
+    async def get(self) -> None:
+        self.reply(await usage.workspace_usage(self.lab.platform))
 
 
 class StartupHandler(LabHandler):
@@ -211,6 +226,7 @@ _STOPPING: set[asyncio.Future] = set()
 
 ROUTES: list[tuple[str, type[LabHandler]]] = [
     ("status", StatusHandler),
+    ("usage", UsageHandler),
     ("startup-problems", StartupHandler),
     ("tutorials", TutorialsHandler),
     ("tutorials/copy", TutorialCopyHandler),

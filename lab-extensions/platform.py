@@ -20,7 +20,8 @@ from sciplat.labextension.errors import Forbidden, ServiceUnreachable
 
 __all__ = ["PlatformClient"]
 
-_NAMES = {"tap": "TAP", "notebooks": "notebook-execution", "portal": "portal", "hub": "hub"}
+_NAMES = {"tap": "TAP", "notebooks": "notebook-execution", "portal": "portal", "hub": "hub",
+          "webdav": "workspace (WebDAV)"}  # fmt: skip
 
 
 class PlatformClient:

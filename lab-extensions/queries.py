@@ -2,7 +2,8 @@
 
 The history is the TAP service's ``/history`` (kept per user by the service), read with the
 lab's token. Only asynchronous jobs are listed: they keep their result, so each can be opened
-as a notebook (``sciplat.get_query(job_id)``) or in the portal.
+as a notebook (``sciplat.get_query(job_id)``) or in the portal, whose deep link
+``<portal>/?job=<job id>`` opens that job's result.
 """
 
 from __future__ import annotations
@@ -12,13 +13,14 @@ import re
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from sciplat.labextension.errors import BadRequest, LabError, NotFound
 from sciplat.labextension.paths import relative_to_root, write_new_file
 from sciplat.labextension.platform import PlatformClient
 from sciplat.labextension.portalsend import portal_url
 
-__all__ = ["JOB_ID", "query_history", "query_notebook", "write_query_notebook"]
+__all__ = ["JOB_ID", "portal_job_url", "query_history", "query_notebook", "write_query_notebook"]
 
 #: What a UWS job id of the TAP service looks like (also keeps the notebook's code safe).
 JOB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
@@ -31,6 +33,11 @@ def _iso(ts: Any) -> str | None:
         return datetime.fromtimestamp(float(ts), UTC).isoformat(timespec="seconds")
     except (TypeError, ValueError, OverflowError):
         return None
+
+
+def portal_job_url(portal: str, job_id: str) -> str:
+    """The portal's deep link that opens TAP job *job_id*'s result."""
+    return f"{portal.rstrip('/')}/?job={quote(job_id, safe='')}"
 
 
 def history_items(entries: list[dict[str, Any]], portal_url: str | None) -> list[dict[str, Any]]:
@@ -51,7 +58,7 @@ def history_items(entries: list[dict[str, Any]], portal_url: str | None) -> list
                 "rows": entry.get("rows"),
                 "message": entry.get("message"),
                 "result_url": f"{job_url}/results/result" if job_url else None,
-                "portal_url": portal_url,
+                "portal_url": portal_job_url(portal_url, job_id) if portal_url else None,
             }
         )
     return items

@@ -29,6 +29,26 @@ def test_status_shows_image_size_and_memory(lab_platform):
         assert memory["source"] == "cgroup"
 
 
+def test_usage_is_the_workspace_services_measurement(lab_platform):
+    """Home and group disk use against the quota, as the workspace service measures and
+    enforces it (its WebDAV quota properties), with the lab's own token."""
+    from sciplat.services.workspace.quota import measure
+
+    token = lab_platform.harness.token_for(USER)
+    dav = f"{lab_platform.url}/services/api/webdav/home/{USER}/usage-probe.bin"
+    r = httpx.put(dav, content=b"u" * 300_000, headers={"Authorization": f"Bearer {token}"})
+    assert r.status_code in (201, 204), r.text
+    with lab_platform.lab_api() as lab:
+        answer = lab.get("sciplat-lab/usage").json()
+    home = answer["home"]
+    assert home["path"] == f"home/{USER}"
+    assert home["quota_bytes"] == lab_platform.settings.groups["users"].quotas.disk
+    assert home["used_bytes"] >= 300_000
+    assert abs(home["used_bytes"] - measure(lab_platform.home)) < 2**20
+    assert [(g["name"], g["path"]) for g in answer["groups"]] == [("users", "groups/users")]
+    assert answer["groups"][0]["quota_bytes"] == lab_platform.settings.groups["users"].quotas.disk
+
+
 def test_no_startup_problems_in_a_healthy_lab(lab_platform):
     with lab_platform.lab_api() as lab:
         assert lab.get("sciplat-lab/startup-problems").json() == {"problems": []}
@@ -84,7 +104,7 @@ def test_query_history_and_query_notebook(lab_platform):
         items = lab.get("sciplat-lab/queries").json()["queries"]
         assert [i["job_id"] for i in items] == [job_id]
         assert items[0]["phase"] == "COMPLETED" and items[0]["rows"] == 7
-        assert items[0]["portal_url"].endswith("/services/portal/")
+        assert items[0]["portal_url"].endswith(f"/services/portal/?job={job_id}")  # that job
         r = lab.post("sciplat-lab/queries/notebook", json={"job_id": job_id})
         assert r.status_code == 200, r.text
         path = r.json()["path"]
@@ -99,6 +119,21 @@ def test_query_history_and_query_notebook(lab_platform):
     assert code.endswith("\ntable")  # the last line shows the table; print its length instead
     out = lab_platform.harness.run_code(USER, code.removesuffix("table") + "print(len(table))")
     assert out.strip() == "7"
+
+
+def test_a_portal_query_opens_as_notebook(lab_platform):
+    """A query run in the portal is the user's async TAP job: listed, openable as notebook."""
+    token = lab_platform.harness.token_for(USER)
+    with httpx.Client(base_url=f"{lab_platform.url}/services/portal", timeout=60,
+                      headers={"Authorization": f"Bearer {token}"}) as portal:  # fmt: skip
+        job = portal.post("/api/query", json={"query": "SELECT TOP 3 objectId FROM dp1.Object"})
+        assert job.status_code == 200, job.text
+        job_id = job.json()["job_id"]
+    with lab_platform.lab_api() as lab:
+        items = {i["job_id"]: i for i in lab.get("sciplat-lab/queries").json()["queries"]}
+        assert job_id in items and "TOP 3" in items[job_id]["query"]
+        r = lab.post("sciplat-lab/queries/notebook", json={"job_id": job_id})
+        assert r.status_code == 200 and r.json()["path"] == f"queries/{job_id}.ipynb", r.text
 
 
 SIDECAR = """\
@@ -178,14 +213,15 @@ def test_dask_labextension_lists_a_gateway_cluster(lab_platform):
         try:
             listed = lab.get("dask/clusters/").json()
             assert [c["id"] for c in listed] == [cluster["id"]]
-            assert cluster["name"].startswith("GatewayCluster")
             link = cluster["dashboard_link"]
             assert link.startswith(f"{lab_platform.url}/services/dask-gateway/clusters/"), link
             # the user's own gateway sees the same cluster
             auth = {"Authorization": f"token {lab_platform.harness.token_for(USER)}"}
             gw = httpx.get(f"{lab_platform.url}/services/dask-gateway/api/v1/clusters/",
                            headers=auth, timeout=30).json()  # fmt: skip
-            assert any(link.rstrip("/").endswith(f"/clusters/{name}/status") for name in gw), gw
+            # the sidebar names it by its gateway name (helper module daskclusters)
+            assert cluster["name"] in gw, (cluster["name"], gw)
+            assert link.rstrip("/").endswith(f"/clusters/{cluster['name']}/status"), link
         finally:
             assert lab.delete(f"dask/clusters/{cluster['id']}").status_code == 204
         assert lab.get("dask/clusters/").json() == []
@@ -215,6 +251,8 @@ def test_unreachable_services_are_named_and_the_lab_keeps_working(offline_lab):
         assert r.status_code == 503 and r.json()["error"] == "portal-unavailable", r.text
         r = lab.post("/sciplat-lab/exit", json={"logout": False})
         assert r.status_code == 400 and r.json()["error"] == "not-in-hub"
+        r = lab.get("/sciplat-lab/usage")
+        assert r.status_code == 503 and r.json()["error"] == "webdav-unreachable"
         # the rest of the lab works: contents, kernels, our own local routes
         schema = lab.get("/sciplat-lab/run/schema", params={"path": "sq.ipynb"}).json()
         assert schema["has_template"]

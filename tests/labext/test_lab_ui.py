@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
 import time
 from collections.abc import Iterator
 
@@ -92,6 +93,10 @@ def test_status_bar_shows_image_size_and_memory(page):
     expect(status).to_contain_text("Recommended (sciplat's own environment) · small · Mem",
                                    timeout=30_000)  # fmt: skip
     expect(status).to_contain_text("/4.0 GiB")
+    # the home's disk use against the quota, as the workspace service measures it
+    expect(status).to_contain_text(" · Home ", timeout=30_000)
+    expect(status).to_contain_text("/10.0 GiB")
+    assert "Disk: group users" in status.get_attribute("title")
     shot(page, "01-status-bar")
 
 
@@ -137,20 +142,7 @@ def test_queries_menu_opens_a_query_as_notebook(page, lab_platform):
 
     with lab_platform.lab_api() as lab:
         job_id = lab.get("sciplat-lab/queries").json()["queries"][0]["job_id"]
-    # The menu refetches the history when opened (if older than 5 s) and may close while it
-    # rebuilds; opened again within 5 s it stays.
-    for attempt in range(4):
-        open_menu(page, "Queries")
-        page.wait_for_timeout(800)
-        try:
-            page.locator("#sciplat-queries-menu .lm-Menu-item", has_text=job_id).first.hover(
-                timeout=2_000
-            )
-            break
-        except Exception:
-            if attempt == 3:
-                raise
-            close_menus(page)
+    open_query_submenu(page, job_id)
     shot(page, "04-queries-menu")
     page.locator(f'[data-testid="sciplat-query-notebook:{job_id}"]').click()
     tab = page.locator(".lm-DockPanel-tabBar .lm-TabBar-tab", has_text=job_id).first
@@ -158,6 +150,35 @@ def test_queries_menu_opens_a_query_as_notebook(page, lab_platform):
     code = page.locator(".jp-Notebook .jp-CodeCell", has_text="sciplat.get_query").first
     expect(code).to_contain_text(job_id, timeout=LONG)
     shot(page, "05-query-notebook")
+    # "Open in portal": the portal tab, at the deep link of that job
+    open_query_submenu(page, job_id)
+    page.locator(f'[data-testid="sciplat-query-portal:{job_id}"]').click()
+    frame = page.locator("#sciplat-portal iframe")
+    expect(frame).to_have_attribute("src", re.compile(rf"/services/portal/\?job={job_id}$"))
+    portal = _portal_frame(page)
+    expect(portal.locator("#who")).to_have_text(USER, timeout=LONG)
+    # the portal's deep link opened that job's result in its table
+    expect(portal.locator("#result-meta")).to_contain_text(f"job {job_id}", timeout=LONG)
+    expect(portal.locator("#job-status")).to_contain_text(f"job {job_id}: ")
+    expect(portal.locator("#table tbody tr").first).to_be_visible()
+    shot(page, "05b-query-in-portal")
+
+
+def open_query_submenu(page, job_id: str) -> None:
+    """Open Queries and hover *job_id*'s submenu. The menu refetches the history when opened
+    (if older than 5 s) and may close while it rebuilds; opened again within 5 s it stays."""
+    for attempt in range(4):
+        open_menu(page, "Queries")
+        page.wait_for_timeout(800)
+        try:
+            page.locator("#sciplat-queries-menu .lm-Menu-item", has_text=job_id).first.hover(
+                timeout=2_000
+            )
+            return
+        except Exception:
+            if attempt == 3:
+                raise
+            close_menus(page)
 
 
 def _portal_frame(page):

@@ -9,7 +9,16 @@ from pathlib import Path
 
 import pytest
 
-from sciplat.labextension import paths, portalsend, queries, runs, startup, status, tutorials
+from sciplat.labextension import (
+    paths,
+    portalsend,
+    queries,
+    runs,
+    startup,
+    status,
+    tutorials,
+    usage,
+)
 from sciplat.labextension.errors import BadRequest, Conflict, NotFound, Unprocessable
 
 # -- status ---------------------------------------------------------------------------------
@@ -209,7 +218,11 @@ def test_history_items_keep_async_jobs():
     assert [(i["job_id"], i["phase"]) for i in items] == [("abc", "COMPLETED"), ("def", "ERROR")]
     assert items[0]["result_url"] == "http://h/tap/async/abc/results/result"
     assert items[0]["created"].startswith("2023-11-14T")
-    assert items[1]["message"] == "syntax error" and items[1]["portal_url"] == "http://h/portal/"
+    assert items[1]["message"] == "syntax error"
+    # the portal's deep link opens that job's result
+    assert items[1]["portal_url"] == "http://h/portal/?job=def"
+    assert queries.portal_job_url("http://h/portal", "a.b_c-1") == "http://h/portal/?job=a.b_c-1"
+    assert queries.history_items(entries, None)[0]["portal_url"] is None
 
 
 def test_query_notebook_fetches_the_result_with_get_query():
@@ -223,6 +236,34 @@ def test_query_notebook_fetches_the_result_with_get_query():
     for bad in ("x'); import os; ('", "", "a/b"):
         with pytest.raises(BadRequest):
             queries.query_notebook(bad)
+
+
+# -- workspace usage -----------------------------------------------------------------------
+
+MULTISTATUS = b"""<?xml version="1.0" encoding="utf-8"?>
+<d:multistatus xmlns:d="DAV:">
+<d:response><d:href>/services/api/webdav/groups/</d:href>
+ <d:propstat><d:prop><d:quota-used-bytes/></d:prop><d:status>HTTP/1.1 404</d:status></d:propstat>
+</d:response>
+<d:response><d:href>/services/api/webdav/groups/my%20group/</d:href>
+ <d:propstat><d:prop><d:quota-used-bytes>4096</d:quota-used-bytes>
+ <d:quota-available-bytes>1044480</d:quota-available-bytes></d:prop>
+ <d:status>HTTP/1.1 200 OK</d:status></d:propstat>
+</d:response>
+<d:response><d:href>http://h/services/api/webdav/groups/odd/</d:href>
+ <d:propstat><d:prop><d:quota-used-bytes>12</d:quota-used-bytes></d:prop>
+ <d:status>HTTP/1.1 200 OK</d:status></d:propstat>
+</d:response>
+</d:multistatus>"""
+
+
+def test_parse_quota_properties():
+    folders = usage.parse_quota(MULTISTATUS)
+    assert folders == {
+        "/services/api/webdav/groups/my group": {"used_bytes": 4096, "quota_bytes": 2**20},
+        "/services/api/webdav/groups/odd": {"used_bytes": 12, "quota_bytes": None},
+    }
+    assert usage.parse_quota(b"<not xml") == {}
 
 
 # -- portal file types ----------------------------------------------------------------------

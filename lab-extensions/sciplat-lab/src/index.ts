@@ -37,12 +37,26 @@ import {
   tutorialsMenu
 } from './menus';
 import { fieldsFromSchema, RawValue, validateForm } from './schemaform';
-import { memoryFraction, STATUS_UNAVAILABLE, statusText, statusTooltip } from './status';
-import type { LabStatus, QueryRecord, Requester, RunSchemaAnswer, StartupProblem } from './types';
+import {
+  diskFraction,
+  memoryFraction,
+  STATUS_UNAVAILABLE,
+  statusText,
+  statusTooltip
+} from './status';
+import type {
+  LabStatus,
+  QueryRecord,
+  Requester,
+  RunSchemaAnswer,
+  StartupProblem,
+  WorkspaceUsage
+} from './types';
 import { problemsBody, RunForm, StatusWidget, textBody } from './widgets';
 
 const PORTAL_TAB = 'sciplat-portal';
 const STATUS_INTERVAL = 10_000;
+const USAGE_MAX_AGE = 60_000;
 const RUN_POLL_INTERVAL = 2_000;
 const RUN_TIMEOUT = 30 * 60_000;
 const SCHEMA_TTL = 30_000;
@@ -438,13 +452,33 @@ function setupStatus(app: JupyterFrontEnd, request: Requester, statusBar: IStatu
   const widget = new StatusWidget();
   widget.show_('sciplat…', 'Reading the lab status');
   statusBar.registerStatusItem('sciplat:status', { item: widget, align: 'left', rank: 100 });
+  // Disk use changes slowly and costs the workspace service a measurement: read once a minute.
+  let usage: WorkspaceUsage | null = null;
+  let usageRead = 0;
+  const readUsage = async (): Promise<void> => {
+    if (Date.now() - usageRead < USAGE_MAX_AGE) {
+      return;
+    }
+    usageRead = Date.now();
+    try {
+      usage = (await request('GET', 'usage')) as WorkspaceUsage;
+    } catch (err) {
+      usage = null; // the workspace service is down: memory and image are still worth showing
+      console.warn('sciplat: cannot read workspace usage:', errorMessage(err));
+    }
+  };
   // Starts at once (Poll's `auto`), then every interval while the page is visible.
   new Poll({
     factory: async () => {
       try {
-        const status = (await request('GET', 'status')) as LabStatus;
+        const [status] = await Promise.all([
+          request('GET', 'status') as Promise<LabStatus>,
+          readUsage()
+        ]);
         const frac = memoryFraction(status);
-        widget.show_(statusText(status), statusTooltip(status), frac !== null && frac > 0.9);
+        const disk = usage ? diskFraction(usage.home) : null;
+        const warn = (frac !== null && frac > 0.9) || (disk !== null && disk > 0.9);
+        widget.show_(statusText(status, usage), statusTooltip(status, usage), warn);
       } catch (err) {
         widget.show_(STATUS_UNAVAILABLE, errorMessage(err), true);
       }

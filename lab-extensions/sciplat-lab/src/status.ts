@@ -1,7 +1,7 @@
 /**
- * Status bar text: image, size and memory use.
+ * Status bar text: image, size, memory use and the home's disk use against its quota.
  */
-import type { LabStatus } from './types';
+import type { DiskUse, LabStatus, WorkspaceUsage } from './types';
 
 const GIB = 1024 ** 3;
 
@@ -26,14 +26,46 @@ function effectiveLimit(status: LabStatus): number | null {
   return status.memory.limit_bytes ?? status.size.memory_limit_bytes ?? null;
 }
 
-/** `<image display> · <size name> · Mem 1.2/4.0 GiB`. */
-export function statusText(status: LabStatus): string {
+/** `Home 0.3/10.0 GiB`, or `Home 0.3 GiB` when the quota is unknown. */
+export function diskText(label: string, use: DiskUse): string {
+  if (typeof use.quota_bytes === 'number' && use.quota_bytes > 0) {
+    return `${label} ${gib(use.used_bytes)}/${gib(use.quota_bytes)} GiB`;
+  }
+  return `${label} ${gib(use.used_bytes)} GiB`;
+}
+
+/** Fraction of the quota in use (0..1), or null without figures. */
+export function diskFraction(use: DiskUse): number | null {
+  const { used_bytes: used, quota_bytes: quota } = use;
+  if (typeof quota !== 'number' || quota <= 0 || typeof used !== 'number') {
+    return null;
+  }
+  return used / quota;
+}
+
+/** Tooltip lines: the home and each group directory against its quota. */
+export function usageTooltip(usage: WorkspaceUsage): string[] {
+  const line = (label: string, use: DiskUse): string => {
+    const frac = diskFraction(use);
+    return `${diskText(label, use)}` + (frac !== null ? ` (${Math.round(frac * 100)}%)` : '');
+  };
+  return [
+    line('Disk: home', usage.home),
+    ...usage.groups.map(g => line(`Disk: group ${g.name}`, g))
+  ];
+}
+
+/** `<image display> · <size name> · Mem 1.2/4.0 GiB[ · Home 0.3/10.0 GiB]`. */
+export function statusText(status: LabStatus, usage?: WorkspaceUsage | null): string {
   const image = status.image.display || `${status.image.name}:${status.image.tag}`;
   const parts = [image];
   if (status.size.name) {
     parts.push(status.size.name);
   }
   parts.push(memoryText(status.memory.used_bytes, effectiveLimit(status)));
+  if (usage) {
+    parts.push(diskText('Home', usage.home));
+  }
   return parts.join(' · ');
 }
 
@@ -48,7 +80,7 @@ export function memoryFraction(status: LabStatus): number | null {
 }
 
 /** The multi-line tooltip with the details. */
-export function statusTooltip(status: LabStatus): string {
+export function statusTooltip(status: LabStatus, usage?: WorkspaceUsage | null): string {
   const lines = [
     `Image: ${status.image.name}:${status.image.tag}` +
       (status.image.display ? ` (${status.image.display})` : ''),
@@ -67,6 +99,9 @@ export function statusTooltip(status: LabStatus): string {
     mem += ', no limit';
   }
   lines.push(mem);
+  if (usage) {
+    lines.push(...usageTooltip(usage));
+  }
   return lines.join('\n');
 }
 

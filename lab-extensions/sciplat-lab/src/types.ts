@@ -25,6 +25,18 @@ export interface LabStatus {
   memory: MemoryInfo;
 }
 
+/** Disk use of one workspace directory against its quota (the workspace service's figures). */
+export interface DiskUse {
+  path: string;
+  used_bytes: number | null;
+  quota_bytes: number | null;
+}
+
+export interface WorkspaceUsage {
+  home: DiskUse;
+  groups: (DiskUse & { name: string })[];
+}
+
 export interface StartupProblem {
   code: string;
   title: string;

@@ -1,7 +1,16 @@
 import { describe, expect, it } from 'vitest';
 
-import { gib, memoryFraction, memoryText, statusText, statusTooltip } from '../src/status';
-import type { LabStatus } from '../src/types';
+import {
+  diskFraction,
+  diskText,
+  gib,
+  memoryFraction,
+  memoryText,
+  statusText,
+  statusTooltip,
+  usageTooltip
+} from '../src/status';
+import type { LabStatus, WorkspaceUsage } from '../src/types';
 
 const GIB = 1024 ** 3;
 
@@ -63,5 +72,35 @@ describe('statusTooltip and fraction', () => {
     expect(statusTooltip(status(GIB, null))).toContain('Memory: 1.0 GiB used, no limit');
     expect(memoryFraction(status(GIB, null))).toBeNull();
     expect(memoryFraction(status(null, GIB))).toBeNull();
+  });
+});
+
+describe('disk use against the quota', () => {
+  const usage = (used: number | null, quota: number | null) =>
+    ({
+      home: { path: 'home/alice', used_bytes: used, quota_bytes: quota },
+      groups: [{ name: 'users', path: 'groups/users', used_bytes: GIB / 2, quota_bytes: 50 * GIB }]
+    }) as WorkspaceUsage;
+
+  it('shows the home after the memory', () => {
+    expect(statusText(status(GIB, 4 * GIB), usage(0.3 * GIB, 10 * GIB))).toBe(
+      'Recommended (2026.11) · Medium · Mem 1.0/4.0 GiB · Home 0.3/10.0 GiB'
+    );
+    expect(diskText('Home', usage(0.3 * GIB, null).home)).toBe('Home 0.3 GiB');
+    expect(statusText(status(GIB, 4 * GIB), null)).not.toContain('Home');
+  });
+
+  it('lists home and groups in the tooltip with percentages', () => {
+    const tip = statusTooltip(status(GIB, 4 * GIB), usage(GIB, 4 * GIB));
+    expect(tip).toContain('Disk: home 1.0/4.0 GiB (25%)');
+    expect(tip).toContain('Disk: group users 0.5/50.0 GiB (1%)');
+    expect(usageTooltip(usage(null, null))[0]).toBe('Disk: home ? GiB');
+  });
+
+  it('gives the fraction only with both figures', () => {
+    expect(diskFraction(usage(3 * GIB, 4 * GIB).home)).toBeCloseTo(0.75);
+    expect(diskFraction(usage(GIB, null).home)).toBeNull();
+    expect(diskFraction(usage(null, GIB).home)).toBeNull();
+    expect(diskFraction(usage(GIB, 0).home)).toBeNull();
   });
 });
