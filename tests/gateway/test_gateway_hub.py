@@ -4,15 +4,18 @@ culling, failures and restarts."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import re
 import signal
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 from dask_gateway import GatewayCluster
+from distributed import Client
 
 import sciplat.dask as sciplat
 
@@ -234,55 +237,57 @@ def test_idle_cluster_is_culled(gateway_hub) -> None:
             cluster.shutdown()
 
 
+@contextlib.contextmanager
+def _cluster_with_workers(gateway, workers: int) -> Iterator[tuple[GatewayCluster, Client]]:
+    """A new cluster scaled to *workers* workers and a client of it; shut down after."""
+    cluster = gateway.new_cluster(worker_memory=0.5)
+    try:
+        cluster.scale(workers)
+        client = cluster.get_client()
+        client.wait_for_workers(workers, timeout=60)
+        yield cluster, client
+    finally:
+        cluster.shutdown()
+
+
 def test_killed_worker_is_replaced_and_work_finishes(gateway_hub) -> None:
-    with gateway_hub.gateway("gwbob") as gateway:
-        cluster = gateway.new_cluster(worker_memory=0.5)
-        try:
-            cluster.scale(2)
-            client = cluster.get_client()
-            client.wait_for_workers(2, timeout=60)
+    with gateway_hub.gateway("gwbob") as gateway, _cluster_with_workers(gateway, 2) as (_, client):
 
-            def slow_square(x: int) -> int:
-                time.sleep(0.2)
-                return x * x
+        def slow_square(x: int) -> int:
+            time.sleep(0.2)
+            return x * x
 
-            futures = client.map(slow_square, range(40))
-            pids = client.run(os.getpid)
-            victim_address, victim = next(iter(pids.items()))
-            os.kill(victim, signal.SIGKILL)
-            assert sum(client.gather(futures)) == sum(x * x for x in range(40))
-            _wait(
-                lambda: (
-                    len(workers := client.scheduler_info()["workers"]) == 2
-                    and victim_address not in workers
-                ),
-                60,
-                "a replacement worker",
-            )
-        finally:
-            cluster.shutdown()
+        futures = client.map(slow_square, range(40))
+        pids = client.run(os.getpid)
+        victim_address, victim = next(iter(pids.items()))
+        os.kill(victim, signal.SIGKILL)
+        assert sum(client.gather(futures)) == sum(x * x for x in range(40))
+        _wait(
+            lambda: (
+                len(workers := client.scheduler_info()["workers"]) == 2
+                and victim_address not in workers
+            ),
+            60,
+            "a replacement worker",
+        )
 
 
 def test_gateway_restart_keeps_running_clusters(gateway_hub) -> None:
-    with gateway_hub.gateway("gwalice") as gateway:
-        cluster = gateway.new_cluster(worker_memory=0.5)
-        try:
-            cluster.scale(1)
-            client = cluster.get_client()
-            client.wait_for_workers(1, timeout=60)
-            old_pid = gateway_hub.gateway_pid()
-            os.kill(old_pid, signal.SIGTERM)
-            _wait(lambda: not _alive(old_pid), 30, "the gateway to stop")
-            # The hub notices its managed service died and starts it again.
-            _wait(lambda: _health(gateway_hub), 120, "the hub to restart the gateway")
-            assert gateway_hub.gateway_pid() != old_pid
-            assert gateway.get_cluster(cluster.name).status.name == "RUNNING"
-            again = gateway.connect(cluster.name)
-            with again.get_client() as client2:
-                assert client2.submit(lambda: 6 * 7).result(timeout=60) == 42
-                assert len(client2.scheduler_info()["workers"]) == 1
-        finally:
-            cluster.shutdown()
+    with (
+        gateway_hub.gateway("gwalice") as gateway,
+        _cluster_with_workers(gateway, 1) as (cluster, _),
+    ):
+        old_pid = gateway_hub.gateway_pid()
+        os.kill(old_pid, signal.SIGTERM)
+        _wait(lambda: not _alive(old_pid), 30, "the gateway to stop")
+        # The hub notices its managed service died and starts it again.
+        _wait(lambda: _health(gateway_hub), 120, "the hub to restart the gateway")
+        assert gateway_hub.gateway_pid() != old_pid
+        assert gateway.get_cluster(cluster.name).status.name == "RUNNING"
+        again = gateway.connect(cluster.name)
+        with again.get_client() as client2:
+            assert client2.submit(lambda: 6 * 7).result(timeout=60) == 42
+            assert len(client2.scheduler_info()["workers"]) == 1
 
 
 def _alive(pid: int) -> bool:
