@@ -61,14 +61,17 @@ def _run_dask(request: dict[str, Any]) -> int:
     else:
         raise ValueError(f"not a dask command this server runs: {command!r}")
     sys.argv = ["dask", command, *args]
-    with contextlib.suppress(ImportError):  # ps shows "dask worker ...", not the server
-        from setproctitle import setproctitle
-
-        setproctitle(" ".join(["dask", command, *args]))
     return main.main(args=args, prog_name=f"dask {command}") or 0
 
 
 def main() -> None:
+    # distributed titles its processes ("dask worker [tls://...]") with setproctitle, which
+    # finds the command line's memory at its first call; that must come before a child clears
+    # its environment (it gives up when the environment is empty).
+    with contextlib.suppress(ImportError):
+        from setproctitle import getproctitle, setproctitle
+
+        setproctitle(getproctitle())
     serve(PRELOAD, REQUIRED, _run_dask)
 
 

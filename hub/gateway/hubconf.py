@@ -9,6 +9,7 @@ OAuth client, used for dashboard logins), and sets ``DASK_GATEWAY__*`` in every 
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from sciplat.config import GATEWAY_SCOPE, Settings
@@ -23,6 +24,8 @@ __all__ = ["OPERATOR_SERVICE", "configure_hub", "lab_environment"]
 
 #: The hub service whose token operator commands use (``sciplat.hub.hubconfig.CLI_SERVICE``).
 OPERATOR_SERVICE = "sciplat-cli"
+#: Hub templates: ``admin.html`` adds a "Batch compute" section to the hub's admin page.
+TEMPLATES = Path(__file__).parent / "templates"
 
 
 def lab_environment(settings: Settings) -> dict[str, str]:
@@ -52,6 +55,7 @@ def configure_hub(c: Any, settings: Settings) -> None:
         }
     )
     c.Spawner.environment.update(lab_environment(settings))
+    c.JupyterHub.template_paths.insert(0, str(TEMPLATES))
     # `sciplat admin clusters` and `sciplat bench dask` reach the gateway as the hub's CLI
     # service (when the full hub config defines it).
     services = {s.get("name") for s in c.JupyterHub.services}

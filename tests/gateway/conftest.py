@@ -8,6 +8,7 @@ import pwd
 import shutil
 import signal
 import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -18,11 +19,13 @@ import pytest
 from dask_gateway import Gateway, JupyterHubAuth
 
 from sciplat.config import GatewayConfig, PortsConfig, Settings
+from sciplat.hub.gateway.hubconf import lab_environment
 from support.hub import TestHub, start_test_hub
 from support.net import free_port, wait_for_http
 
 USERS = {"gwalice": ["users"], "gwbob": ["users"], "gwcarol": []}
 ADMIN = "gwadmin"
+LAB_TOKEN = "sidebar-lab-token"
 
 
 class GatewayHub:
@@ -121,6 +124,37 @@ def gateway_hub() -> Iterator[GatewayHub]:
                 print(f"kept {data_dir} (hub log: {data_dir}/testhub/jupyterhub.log)")
             else:
                 shutil.rmtree(data_dir, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def alice_lab(gateway_hub, tmp_path_factory) -> Iterator[httpx.Client]:
+    """gwalice's lab server (JupyterLab, dask-labextension, sciplat's extension) with the
+    environment the spawner gives labs and a hub token of gwalice."""
+    home = tmp_path_factory.mktemp("alice-lab")
+    port = free_port()
+    env = {
+        "HOME": str(home),
+        "PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin",
+        "LANG": "C.UTF-8",
+        "JUPYTERHUB_API_TOKEN": gateway_hub.token("gwalice"),
+        **lab_environment(gateway_hub.settings),
+    }
+    log = open(home / "lab.log", "wb")  # noqa: SIM115 - lives as long as the server
+    proc = subprocess.Popen(
+        [str(Path(sys.executable).parent / "jupyter"), "lab", "--allow-root", "--no-browser",
+         f"--port={port}", "--ip=127.0.0.1", f"--IdentityProvider.token={LAB_TOKEN}",
+         f"--ServerApp.root_dir={home}"],
+        env=env, cwd=home, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+    )  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_for_http(f"{url}/api/status?token={LAB_TOKEN}", timeout=180, process=proc)
+        headers = {"Authorization": f"token {LAB_TOKEN}"}
+        with httpx.Client(base_url=url, headers=headers, timeout=60) as client:
+            yield client
+    finally:
+        _stop_leftovers(home)
+        log.close()
 
 
 def _stop_leftovers(data_dir: Path) -> None:

@@ -4,60 +4,14 @@ stops them, and opens their dashboards through the gateway's authenticating rout
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import time
-from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import pytest
 
-from sciplat.hub.gateway.hubconf import lab_environment
 from sciplat.labextension.daskclusters import cluster_id
-from support.net import free_port, wait_for_http
 
 pytestmark = pytest.mark.integration
-
-LAB_TOKEN = "sidebar-lab-token"
-
-
-@pytest.fixture(scope="module")
-def alice_lab(gateway_hub, tmp_path_factory) -> Iterator[httpx.Client]:
-    """gwalice's lab server (JupyterLab, dask-labextension, sciplat's extension) with the
-    environment the spawner gives labs and a hub token of gwalice."""
-    home = tmp_path_factory.mktemp("alice-lab")
-    port = free_port()
-    env = {
-        "HOME": str(home),
-        "PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin",
-        "LANG": "C.UTF-8",
-        "JUPYTERHUB_API_TOKEN": gateway_hub.token("gwalice"),
-        **lab_environment(gateway_hub.settings),
-    }
-    log = open(home / "lab.log", "wb")  # noqa: SIM115 - lives as long as the server
-    proc = subprocess.Popen(
-        [str(Path(sys.executable).parent / "jupyter"), "lab", "--allow-root", "--no-browser",
-         f"--port={port}", "--ip=127.0.0.1", f"--IdentityProvider.token={LAB_TOKEN}",
-         f"--ServerApp.root_dir={home}"],
-        env=env, cwd=home, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-    )  # fmt: skip
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_for_http(f"{url}/api/status?token={LAB_TOKEN}", timeout=180, process=proc)
-        headers = {"Authorization": f"token {LAB_TOKEN}"}
-        with httpx.Client(base_url=url, headers=headers, timeout=60) as client:
-            yield client
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        log.close()
-        if os.environ.get("SCIPLAT_TEST_KEEP"):
-            print((home / "lab.log").read_text()[-5000:])
 
 
 def _listed(lab: httpx.Client, want: set[str], timeout: float = 60) -> list[dict]:

@@ -50,6 +50,8 @@ def test_user_creates_scales_computes_and_dashboard_needs_auth(gateway_hub) -> N
                 lambda: Path(f"/proc/{os.getppid()}/cmdline").read_text().replace("\0", " ")
             )
             assert "sciplat.hub.gateway.forkserver" in parent, parent
+            title = client.run_on_scheduler(lambda: Path("/proc/self/cmdline").read_text())
+            assert title.startswith("dask scheduler [tls://"), title
             # Both workers did work, as gwalice's Unix account when run as root.
             who = client.run(os.getuid)
             assert len(who) == 2
@@ -130,6 +132,18 @@ def test_other_users_cannot_see_connect_or_stop_but_admin_can(gateway_hub) -> No
             with gateway_hub.http("gwadmin") as http:
                 page = http.get("/admin")
                 assert page.status_code == 200 and name in page.text and "gwalice" in page.text
+            # The hub's own admin page has the batch-compute section (hub/gateway/templates).
+            with httpx.Client(
+                base_url=gateway_hub.hub.url, timeout=60, follow_redirects=True
+            ) as browser:
+                browser.get("/hub/login")
+                login = {"username": "gwadmin", "password": gateway_hub.hub.password}
+                browser.post("/hub/login", data={**login, "_xsrf": browser.cookies["_xsrf"]})
+                hub_admin = browser.get("/hub/admin")
+            assert hub_admin.status_code == 200, hub_admin.text[:300]
+            assert str(hub_admin.url).endswith("/hub/admin")
+            assert 'id="sciplat-batch-compute"' in hub_admin.text
+            assert 'src="/services/dask-gateway/admin"' in hub_admin.text
             with gateway_hub.gateway("gwadmin") as admin:
                 connected = admin.connect(name)
                 assert connected.name == name
