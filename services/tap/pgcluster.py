@@ -63,26 +63,35 @@ def start_postgres(directory: Path) -> PostgresCluster:
     if os.geteuid() == 0:
         shutil.chown(directory, "postgres", "postgres")
     data = directory / "data"
-    port = free_port()
     _run(
         [str(BIN / "initdb"), "-D", str(data), "-A", "trust", "-U", "postgres", "-E", "UTF8"],
         timeout=120,
     )
-    _run(
-        [
-            str(BIN / "pg_ctl"),
-            "-D",
-            str(data),
-            "-l",
-            str(directory / "log"),
-            "-w",
-            "-o",
-            f"-p {port} -k {directory} -c listen_addresses=127.0.0.1 -c fsync=off "
-            "-c shared_buffers=256MB -c max_connections=100",
-            "start",
-        ],
-        timeout=120,
-    )
+    # A port chosen free may be taken before PostgreSQL binds it: try another one.
+    for attempt in range(3):
+        port = free_port()
+        try:
+            _run(
+                [
+                    str(BIN / "pg_ctl"),
+                    "-D",
+                    str(data),
+                    "-l",
+                    str(directory / "log"),
+                    "-w",
+                    "-o",
+                    f"-p {port} -k {directory} -c listen_addresses=127.0.0.1 -c fsync=off "
+                    "-c shared_buffers=256MB -c max_connections=100 "
+                    # A table created and filled in one transaction skips the WAL.
+                    "-c wal_level=minimal -c max_wal_senders=0",
+                    "start",
+                ],
+                timeout=120,
+            )
+            break
+        except subprocess.CalledProcessError:
+            if attempt == 2:
+                raise
     cluster = PostgresCluster(directory, port)
     with psycopg.connect(
         f"postgresql://postgres@127.0.0.1:{port}/postgres", autocommit=True
@@ -110,48 +119,86 @@ def load_catalog(
     source: duckdb.DuckDBPyConnection,
     q3c: dict[str, tuple[str, str]] | None = None,
 ) -> None:
-    """Copy every table of a DuckDB catalog (lower-cased names) and index positions with q3c.
+    """Copy every table of a DuckDB catalog (lower-cased names) and index it; loading again
+    replaces the tables (each in one transaction, so readers see the old or the new table).
 
-    *source* is a connection to the catalog (closed afterwards); *q3c* maps ``schema.table``
-    (lower case) to its (ra, dec) columns.
+    Rows go through Arrow and binary COPY (ADBC). Positions in *q3c* (``schema.table`` in lower
+    case -> (ra, dec) columns) get a q3c index the table is clustered on; columns TAP_SCHEMA
+    declares ``indexed`` get a B-tree index, as TAP_SCHEMA promises users. *source* is closed
+    afterwards.
     """
+    import adbc_driver_postgresql.dbapi as adbc
+
     try:
         tables = source.execute(
             "SELECT table_schema, table_name FROM information_schema.tables "
             "WHERE table_schema NOT IN ('information_schema', 'pg_catalog', 'main')"
         ).fetchall()
+        indexed = _indexed_columns(source)
         with psycopg.connect(cluster.admin_url, autocommit=True) as con:
             con.execute("CREATE EXTENSION IF NOT EXISTS pg_sphere")
             con.execute("CREATE EXTENSION IF NOT EXISTS q3c")
-            con.execute("DROP ROLE IF EXISTS tapreader")
-            con.execute("CREATE ROLE tapreader LOGIN PASSWORD 'tapreader'")
+            con.execute(
+                "DO $$ BEGIN CREATE ROLE tapreader LOGIN PASSWORD 'tapreader'; "
+                "EXCEPTION WHEN duplicate_object THEN NULL; END $$"
+            )
             con.execute("GRANT TEMPORARY ON DATABASE catalog TO tapreader")
+        with adbc.connect(cluster.admin_url) as con, con.cursor() as cur:
             for schema, table in tables:
-                columns = source.execute(
-                    "SELECT column_name, data_type FROM information_schema.columns "
-                    "WHERE table_schema = ? AND table_name = ? ORDER BY ordinal_position",
-                    [schema, table],
-                ).fetchall()
-                pg_schema, pg_table = schema.lower(), table.lower()
-                con.execute(f'CREATE SCHEMA IF NOT EXISTS "{pg_schema}"')
-                definition = ", ".join(
-                    f'"{name.lower()}" {_PG_TYPES.get(kind, "text")}' for name, kind in columns
-                )
-                con.execute(f'CREATE TABLE "{pg_schema}"."{pg_table}" ({definition})')
-                names = ", ".join(f'"{name.lower()}"' for name, _ in columns)
-                result = source.execute(f'SELECT * FROM "{schema}"."{table}"')
-                with con.cursor().copy(
-                    f'COPY "{pg_schema}"."{pg_table}" ({names}) FROM STDIN'
-                ) as copy:
-                    while rows := result.fetchmany(50_000):
-                        for row in rows:
-                            copy.write_row(row)
-                con.execute(f'GRANT USAGE ON SCHEMA "{pg_schema}" TO tapreader')
-                con.execute(f'GRANT SELECT ON "{pg_schema}"."{pg_table}" TO tapreader')
-            for qualified, (ra, dec) in (q3c or {}).items():
-                schema, table = qualified.split(".")
-                con.execute(f'CREATE INDEX ON "{schema}"."{table}" (q3c_ang2ipix("{ra}", "{dec}"))')
-                con.execute(f'CLUSTER "{schema}"."{table}" USING "{table}_q3c_ang2ipix_idx"')
-                con.execute(f'ANALYZE "{schema}"."{table}"')
+                _load_table(cur, source, schema, table, (q3c or {}), indexed)
+                con.commit()
     finally:
         source.close()
+
+
+def _indexed_columns(source: duckdb.DuckDBPyConnection) -> set[tuple[str, str]]:
+    """(``schema.table``, column) in lower case of the columns TAP_SCHEMA marks indexed."""
+    try:
+        rows = source.execute(
+            "SELECT table_name, column_name FROM tap_schema.columns WHERE indexed = 1"
+        ).fetchall()
+    except duckdb.Error:
+        return set()
+    return {(table.lower(), column.strip('"').lower()) for table, column in rows}
+
+
+def _load_table(
+    cur,
+    source: duckdb.DuckDBPyConnection,
+    schema: str,
+    table: str,
+    q3c: dict[str, tuple[str, str]],
+    indexed: set[tuple[str, str]],
+) -> None:
+    columns = source.execute(
+        "SELECT column_name, data_type FROM information_schema.columns "
+        "WHERE table_schema = ? AND table_name = ? ORDER BY ordinal_position",
+        [schema, table],
+    ).fetchall()
+    pg_schema, pg_table = schema.lower(), table.lower()
+    qualified = f'"{pg_schema}"."{pg_table}"'
+    kinds = [(name, _PG_TYPES.get(kind, "text")) for name, kind in columns]
+    cur.execute(f'CREATE SCHEMA IF NOT EXISTS "{pg_schema}"')
+    cur.execute(f'GRANT USAGE ON SCHEMA "{pg_schema}" TO tapreader')
+    cur.execute(f"DROP TABLE IF EXISTS {qualified}")
+    definition = ", ".join(f'"{name.lower()}" {kind}' for name, kind in kinds)
+    cur.execute(f"CREATE TABLE {qualified} ({definition})")
+    # Lower-cased names; what PostgreSQL keeps as text is sent as text.
+    select = ", ".join(
+        f'"{name}"' if kind != "text" else f'CAST("{name}" AS VARCHAR)' for name, kind in kinds
+    )
+    aliases = ", ".join(f'"{name.lower()}"' for name, _ in kinds)
+    reader = source.sql(
+        f'SELECT * FROM (SELECT {select} FROM "{schema}"."{table}") AS t({aliases})'
+    ).to_arrow_reader(100_000)
+    cur.adbc_ingest(pg_table, reader, mode="append", db_schema_name=pg_schema)
+    cur.execute(f"GRANT SELECT ON {qualified} TO tapreader")
+    key = f"{pg_schema}.{pg_table}"
+    if key in q3c:
+        ra, dec = q3c[key]
+        cur.execute(f'CREATE INDEX "{pg_table}_q3c" ON {qualified} (q3c_ang2ipix("{ra}", "{dec}"))')
+        cur.execute(f'CLUSTER {qualified} USING "{pg_table}_q3c"')
+    for name, _ in kinds:
+        if (key, name.lower()) in indexed and name.lower() not in q3c.get(key, ()):
+            cur.execute(f'CREATE INDEX ON {qualified} ("{name.lower()}")')
+    cur.execute(f"ANALYZE {qualified}")

@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import dataclasses
 import functools
+import itertools
 import json
 import logging
 import threading
@@ -57,6 +58,8 @@ JOB_PARAMETERS = (
     "dest_table",
 )
 _LANGS = {"adql", "adql-2.0", "adql-2.1"}
+#: Sync results smaller than this are answered whole rather than streamed (bytes).
+INLINE_BYTES = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -122,7 +125,7 @@ class TapService:
         self.history = history
         self.quota = quota
         self.public_url = public_url
-        self.schema = catalog.load_schema()
+        self._schema = catalog.load_schema()
         #: Groups of each job's owner at submission (their quota applies when it runs).
         self.job_groups: dict[str, tuple[str, ...]] = {}
         #: MyDB's hook (``sciplat.services.mydb.tap.UserTables``), set by the mydb plugin.
@@ -131,6 +134,14 @@ class TapService:
         # of (query, maxrec) for a given TAP_SCHEMA, so keep the recent ones.
         self._translate_cached = functools.lru_cache(maxsize=512)(self._translate)
 
+    @property
+    def schema(self) -> TapSchema:
+        """The published tables; loaded again when the catalog was replaced (a new release)."""
+        if self.catalog.refresh():
+            self._schema = self.catalog.load_schema()
+            self._translate_cached.cache_clear()
+        return self._schema
+
     def schema_for(self, owner: str, groups: tuple[str, ...]) -> TapSchema:
         """TAP_SCHEMA as *owner* sees it: the published tables plus their MyDB tables."""
         if self.user_tables is None:
@@ -138,7 +149,7 @@ class TapService:
         return self.user_tables.schema_for(self.schema, owner, groups)
 
     def _translate(self, query: str, maxrec: int) -> Translation:
-        return translate(query, self.schema, self.catalog.target(), maxrec=maxrec)
+        return translate(query, self._schema, self.catalog.target(), maxrec=maxrec)
 
     # query execution ---------------------------------------------------------------------------
     def open(
@@ -230,11 +241,37 @@ class TapService:
         user: str,
         started: float,
     ) -> Iterator[bytes]:
-        """The response body; releases the user's slot and logs the query when done.
+        """The response body, streamed; releases the user's slot and logs the query when done.
 
         The slot is also released if the body is never read (the client went away before the
         response started): a generator that never ran does not run its ``finally``.
         """
+        return prefetched(self._body(stream, request, user, started))
+
+    def sync_response(
+        self,
+        stream: ResultStream,
+        request: TapRequest,
+        user: str,
+        started: float,
+    ) -> bytes | Iterator[bytes]:
+        """The whole body when it is small (under :data:`INLINE_BYTES`): written right here
+        (call from a worker thread), so a cone search pays for no streaming thread and no
+        per-chunk hand-over; otherwise what is written so far followed by the stream of the
+        rest, as :meth:`sync_body`."""
+        chunks = self._body(stream, request, user, started)
+        head: list[bytes] = []
+        size = 0
+        for chunk in chunks:
+            head.append(chunk)
+            size += len(chunk)
+            if size >= INLINE_BYTES:
+                return itertools.chain(head, prefetched(chunks))
+        return b"".join(head)
+
+    def _body(
+        self, stream: ResultStream, request: TapRequest, user: str, started: float
+    ) -> Iterator[bytes]:
         released = threading.Event()
 
         def release() -> None:
@@ -255,7 +292,7 @@ class TapService:
 
         generator = body()
         weakref.finalize(generator, release)
-        return prefetched(generator)
+        return generator
 
     def _record_sync(
         self, user: str, request: TapRequest, started: float, status: str, stream: ResultStream
@@ -290,7 +327,9 @@ class TapService:
     # async jobs ----------------------------------------------------------------------------------
     async def run_job(self, job: Job, directory: Path, token: CancelToken) -> list[JobResult]:
         started = time.time()
-        request_query = job.parameter("query") or ""
+        record = functools.partial(
+            self.record, job.owner, "async", job.parameter("query") or "", started, job_id=job.id
+        )
         try:
             request = dataclasses.replace(
                 parse_request(DaliParams(job.parameters), self.settings),
@@ -304,37 +343,15 @@ class TapService:
             size, stream = await asyncio.to_thread(
                 self._write_job, request, uploads, directory / "result", token
             )
+            if stream.rows.error:
+                raise UsageError(stream.rows.error)
         except ServiceError as exc:
-            self.record(
-                job.owner,
-                "async",
-                request_query,
-                started,
-                status="ERROR",
-                job_id=job.id,
-                message=exc.message,
-            )
+            record(status="ERROR", message=exc.message)
             raise
-        if stream.rows.error:
-            self.record(
-                job.owner,
-                "async",
-                request_query,
-                started,
-                status="ERROR",
-                job_id=job.id,
-                message=stream.rows.error,
-            )
-            raise UsageError(stream.rows.error)
-        self.record(
-            job.owner,
-            "async",
-            request_query,
-            started,
+        record(
             status="OVERFLOW" if stream.rows.overflow else "OK",
             rows=stream.rows.rows,
             fmt=request.format.name,
-            job_id=job.id,
         )
         href = f"{self.public_url}/async/{job.id}/results/result"
         return [JobResult(id="result", href=href, mime_type=request.format.media_type, size=size)]

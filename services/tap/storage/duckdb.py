@@ -4,14 +4,21 @@
 write files (``read_csv``, ``COPY``, ``ATTACH``, extension installs), even if one slipped past
 the translator's allow-list. Each query runs on its own cursor (a connection sharing the
 database), where its TAP_UPLOAD tables are registered as Arrow views visible to it alone.
+
+The file is attached to a private in-memory DuckDB instance (DuckDB shares one instance per
+*path* in a process, which would pin the file as first opened). So a new data release published
+over the file (``sciplat data release`` writes a new file and renames it) is noticed: the file's
+identity is checked at most once a second, and a changed file is opened anew - running queries
+finish on the old one.
 """
 
 from __future__ import annotations
 
 import contextlib
-import itertools
+import logging
+import os
 import threading
-from collections.abc import Iterator
+import time
 from pathlib import Path
 
 import duckdb
@@ -21,13 +28,18 @@ from sqlglot import exp
 from sciplat.services.common.errors import UsageError
 from sciplat.services.tap.adql import Target
 from sciplat.services.tap.adql.geometry import GeometryStyle
-from sciplat.services.tap.schema import TAP_SCHEMA_SELF, TableMeta, TapSchema
-from sciplat.services.tap.storage.base import UPLOAD_SCHEMA, Catalog, QueryResult, QueryTimeout
+from sciplat.services.tap.storage.base import (
+    TAP_TABLES,
+    Catalog,
+    QueryTimeout,
+    Running,
+    add_tap_schema_self,
+    first_line,
+)
 
-__all__ = ["CATALOG_CONFIG", "DuckDBCatalog", "first_line"]
+__all__ = ["CATALOG_CONFIG", "DuckDBCatalog", "add_tap_schema_self", "first_line"]
 
-_TAP_TABLES = ("schemas", "tables", "columns", "keys", "key_columns")
-
+log = logging.getLogger("sciplat.services.tap")
 
 #: How every part of the API service opens the catalog: DuckDB refuses a second connection to a
 #: file with another configuration in one process (``sciplat.services.images.catalogdb``).
@@ -42,30 +54,67 @@ CATALOG_CONFIG: dict[str, str | int | bool] = {
 }
 
 
-def first_line(message: str) -> str:
-    """A database error for users: its first line, without the echoed SQL."""
-    return message.strip().splitlines()[0] if message.strip() else "query failed"
-
-
 class DuckDBCatalog(Catalog):
     name = "duckdb"
+    #: Seconds between checks whether the catalog file was replaced.
+    recheck = 1.0
 
     def __init__(self, path: Path, *, threads: int | None = None) -> None:
         if not Path(path).exists():
             raise FileNotFoundError(f"catalog database {path} does not exist")
-        config = dict(CATALOG_CONFIG)
-        if threads:
-            config["threads"] = threads
         self.path = Path(path)
-        self._con = duckdb.connect(str(path), read_only=True, config=config)
+        self.threads = threads
         self._lock = threading.Lock()
-        self._schema_names: set[str] = set()
+        self._identity = _identity(self.path)
+        self._con = self._open()
+        self._checked = time.monotonic()
+        #: Connections to replaced files, closed with the catalog (queries may still run there).
+        self._retired: list[duckdb.DuckDBPyConnection] = []
+
+    def _open(self) -> duckdb.DuckDBPyConnection:
+        con = duckdb.connect(":memory:", config={"threads": self.threads} if self.threads else {})
+        try:
+            con.execute(f"ATTACH {_literal(self.path)} AS catalog (READ_ONLY)")
+            con.execute("USE catalog")
+            # The configuration is locked last.
+            for key, value in sorted(CATALOG_CONFIG.items(), key=lambda kv: kv[0] == _LOCK):
+                con.execute(f"SET {key} = {_literal(value)}")
+        except BaseException:
+            con.close()
+            raise
+        return con
+
+    def refresh(self) -> bool:
+        """Open the catalog file anew if it was replaced (checked at most every
+        :attr:`recheck` seconds); True when it was."""
+        now = time.monotonic()
+        if now - self._checked < self.recheck:
+            return False
+        with self._lock:
+            if now - self._checked < self.recheck:
+                return False
+            self._checked = now
+            try:
+                identity = _identity(self.path)
+                if identity == self._identity:
+                    return False
+                con = self._open()
+            except (OSError, duckdb.Error) as exc:
+                log.error("TAP: the catalog %s changed but cannot be opened: %s", self.path, exc)
+                return False
+            self._retired.append(self._con)
+            self._con, self._identity = con, identity
+            self.generation += 1
+        log.info("TAP: catalog %s replaced; opened the new one", self.path)
+        return True
 
     def _cursor(self) -> duckdb.DuckDBPyConnection:
         with self._lock:
-            return self._con.cursor()
+            cursor = self._con.cursor()
+        cursor.execute("USE catalog")  # a cursor starts in the in-memory database
+        return cursor
 
-    def load_schema(self) -> TapSchema:
+    def _tap_schema_rows(self) -> dict[str, list[dict]]:
         cur = self._cursor()
         try:
             rows = {}
@@ -76,42 +125,25 @@ class DuckDBCatalog(Catalog):
                     "WHERE lower(table_schema) = 'tap_schema'"
                 ).fetchall()
             }
-            for table in _TAP_TABLES:
-                if table not in present:
-                    rows[table] = []
-                    continue
-                result = cur.execute(f'SELECT * FROM "tap_schema"."{table}"')
-                names = [d[0].lower() for d in result.description]
-                rows[table] = [dict(zip(names, row, strict=True)) for row in result.fetchall()]
+            for table in TAP_TABLES:
+                if table in present:
+                    result = cur.execute(f'SELECT * FROM "tap_schema"."{table}"')
+                    names = [d[0].lower() for d in result.description]
+                    rows[table] = [dict(zip(names, row, strict=True)) for row in result.fetchall()]
+            return rows
         finally:
             cur.close()
-        schema = TapSchema.from_rows(
-            rows["schemas"], rows["tables"], rows["columns"], rows["keys"], rows["key_columns"]
-        )
-        return add_tap_schema_self(schema)
 
     def target(self, uploads: dict[str, str] | None = None) -> Target:
-        uploads = {k.lower(): v for k, v in (uploads or {}).items()}
-
-        def physical(meta: TableMeta) -> tuple[str | None, str]:
-            if meta.schema_name.upper() == UPLOAD_SCHEMA:
-                return None, uploads[meta.name.lower()]
-            return meta.schema_name, meta.name
-
         return Target(
             dialect="duckdb",
-            physical=physical,
+            physical=self._physical(uploads, str),
             geometry=GeometryStyle(array=lambda items: exp.Array(expressions=items)),
         )
 
-    def execute(
-        self,
-        sql: str,
-        *,
-        uploads: dict[str, pa.Table] | None = None,
-        timeout: float | None = None,
-        batch_rows: int = 65_536,
-    ) -> QueryResult:
+    def _start(
+        self, sql: str, uploads: dict[str, pa.Table], timeout: float | None, batch_rows: int
+    ) -> Running:
         cur = self._cursor()
         timed_out = threading.Event()
         timer = None
@@ -131,47 +163,43 @@ class DuckDBCatalog(Catalog):
             with contextlib.suppress(duckdb.Error):
                 cur.close()
 
-        def fail(exc: Exception) -> Exception:
-            close()
+        def error(exc: Exception) -> Exception | None:
+            if not isinstance(exc, duckdb.Error | pa.ArrowException | OSError):
+                return None
             if timed_out.is_set():
                 return QueryTimeout(f"The query ran longer than {timeout:g} s and was cancelled")
             return UsageError(f"Query failed: {first_line(str(exc))}")
 
         try:
-            for name, table in (uploads or {}).items():
+            for name, table in uploads.items():
                 cur.register(name, table)
             reader = cur.sql(sql).to_arrow_reader(batch_rows)
-            schema = reader.schema
-            first = next(iter(reader), None)
-        except (duckdb.Error, pa.ArrowException, OSError) as exc:
-            raise fail(exc) from exc
-
-        def batches() -> Iterator[pa.RecordBatch]:
-            try:
-                head = [first] if first is not None else []
-                yield from itertools.chain(head, reader)
-            except (duckdb.Error, pa.ArrowException, OSError) as exc:
-                raise fail(exc) from exc
-            finally:
-                close()
-
-        return QueryResult(schema=schema, batches=batches(), close=close, cancel=cur.interrupt)
+        except Exception as exc:
+            close()
+            if (mapped := error(exc)) is None:
+                raise
+            raise mapped from exc
+        return Running(reader.schema, iter(reader), close, cur.interrupt, error)
 
     def close(self) -> None:
-        self._con.close()
+        for con in [*self._retired, self._con]:
+            with contextlib.suppress(duckdb.Error):
+                con.close()
 
 
-def add_tap_schema_self(schema: TapSchema) -> TapSchema:
-    """Make sure TAP_SCHEMA describes its own tables (TAP 1.1 §4)."""
-    extra = []
-    for name, columns in TAP_SCHEMA_SELF.items():
-        if schema.table(f"tap_schema.{name}") is None:
-            extra.append(
-                TableMeta(
-                    schema_name="TAP_SCHEMA",
-                    name=name,
-                    columns=list(columns),
-                    description=f"TAP_SCHEMA {name} table",
-                )
-            )
-    return schema.with_tables(extra) if extra else schema
+_LOCK = "lock_configuration"
+
+
+def _identity(path: Path) -> tuple[int, int, int, int]:
+    """What changes when the file is replaced or rewritten."""
+    stat = os.stat(path)
+    return (stat.st_dev, stat.st_ino, stat.st_mtime_ns, stat.st_size)
+
+
+def _literal(value: object) -> str:
+    """A SQL literal for a path or a setting."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    return "'" + str(value).replace("'", "''") + "'"
