@@ -121,6 +121,18 @@ def test_bad_adql_empty_and_cancel(alice):
     assert missing.status_code == 404
 
 
+def test_schema_browser_source(alice):
+    """The schema browser's tables and columns come from TAP /tables with units, UCDs and
+    descriptions."""
+    schemas = {s["schema"]: s["tables"] for s in alice.get("/api/schema").json()}
+    tables = {t["name"]: t for t in schemas["dp1"]}
+    assert {"dp1.Object", "dp1.ForcedSource", "dp1.DiaSource"} <= set(tables)
+    assert tables["dp1.Object"]["description"]
+    ra = next(c for c in tables["dp1.Object"]["columns"] if c["name"] == "coord_ra")
+    assert ra["unit"] == "deg" and ra["ucd"] == "pos.eq.ra;meta.main"
+    assert "Right Ascension" in ra["description"] and ra["datatype"]
+
+
 def test_resolve_object_names(alice, tiny_dataset):
     """The cone form's names resolve from our catalogs (objectId, diaObjectId, obs_id)."""
     from sciplat.services.images.catalogdb import connect_catalog

@@ -8,6 +8,7 @@ notebook", and the notebook it writes runs. Screenshots go to ``test-artifacts/p
 from __future__ import annotations
 
 import json
+import re
 import threading
 import time
 from pathlib import Path
@@ -345,6 +346,9 @@ def test_portal_in_browser(portal_hub, portal_url, counts, sky, tmp_path, monkey
             expect(page.locator("#msg")).to_contain_text(
                 "notebook written to ~/portal/", timeout=90_000
             )
+            link = re.compile(rf"/user/alice/lab/tree/portal/query-{job_id}\.ipynb$")
+            expect(page.locator("#nb-link")).to_have_attribute("href", link)
+            page.screenshot(path=str(ARTIFACTS / "09-open-in-notebook.png"))
             # Nothing of ours fails. Aladin Lite also asks the internet (CDS's HiPS list), which
             # this machine cannot reach; those failed fetches are its only page errors.
             ours = [url for url in failed if url.startswith(portal_hub.url)]
@@ -363,7 +367,7 @@ def test_portal_in_browser(portal_hub, portal_url, counts, sky, tmp_path, monkey
             expect(page.locator("#result-meta")).to_contain_text(f"job {job_id}")
             expect(page.locator("#table tbody tr")).to_have_count(100)
             assert "FROM dp1.Object" in page.locator("#adql").input_value()
-            page.screenshot(path=str(ARTIFACTS / "09-job-link.png"))
+            page.screenshot(path=str(ARTIFACTS / "10-job-link.png"))
             bob = {"Authorization": f"Bearer {portal_hub.token_for('bob')}"}
             query = {"query": "SELECT TOP 1 objectId FROM dp1.Object"}
             bobs = httpx.post(f"{portal_url}/api/query", json=query, headers=bob).json()
