@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import time
+from collections.abc import Iterator
 from typing import Any
 
 from fastapi import APIRouter, Depends, Request
@@ -114,40 +115,38 @@ def build_router() -> APIRouter:
         uploads = await _read_uploads(request, params, tap_request.uploads, user)
         service.quota.acquire(user.name, user.groups)
         started = time.time()
-        try:
-            stream = await asyncio.to_thread(
-                service.open,
-                tap_request,
-                uploads,
-                timeout=service.settings.catalog.query_timeout,
-            )
-        except ServiceError as exc:
-            service.quota.release(user.name)
-            service.record(
-                user.name, "sync", tap_request.query, started, status="ERROR", message=exc.message
-            )
-            raise
-        except BaseException:
-            service.quota.release(user.name)
-            raise
-        body = service.sync_body(stream, tap_request, user.name, started)
+        timeout = service.settings.catalog.query_timeout
+
+        def start() -> bytes | Iterator[bytes]:
+            try:
+                stream = service.open(tap_request, uploads, timeout=timeout)
+            except BaseException as exc:
+                service.quota.release(user.name)
+                if isinstance(exc, ServiceError):
+                    service.record(
+                        user.name,
+                        "sync",
+                        tap_request.query,
+                        started,
+                        status="ERROR",
+                        message=exc.message,
+                    )
+                raise
+            # From here on the body releases the slot and logs the query, whatever happens.
+            return service.sync_response(stream, tap_request, user.name, started)
+
+        body = await asyncio.to_thread(start)
+        if isinstance(body, bytes):
+            return Response(body, media_type=tap_request.format.media_type)
         return StreamingResponse(body, media_type=tap_request.format.media_type)
 
-    @router.get("/sync")
-    async def sync_get(
+    @router.api_route("/sync", methods=["GET", "POST"])
+    async def sync(
         request: Request,
         user: AuthenticatedUser = Depends(_read),
         params: DaliParams = Depends(dali_params),
     ) -> Response:
         """Run an ADQL query and stream its result (TAP 1.1 §2.2.1)."""
-        return await run_sync(request, user, params)
-
-    @router.post("/sync")
-    async def sync_post(
-        request: Request,
-        user: AuthenticatedUser = Depends(_read),
-        params: DaliParams = Depends(dali_params),
-    ) -> Response:
         return await run_sync(request, user, params)
 
     def uws_service(request: Request) -> UWSService:
@@ -231,12 +230,17 @@ def build_router() -> APIRouter:
             raise UsageError(f"limit must be an integer from 1 to 1000, not {limit_text!r}")
         service = _service(request)
         base = _base_url(request)
+        listed = service.history.list(user.name, limit=int(limit_text))
+        # Deleted (or expired) jobs keep their history entry, without a link that would 404.
+        alive = _jobs(request).store.existing([e.job_id for e in listed if e.job_id])
         entries: list[dict[str, Any]] = []
-        for entry in service.history.list(user.name, limit=int(limit_text)):
+        for entry in listed:
             item = dict(entry.__dict__)
             item.pop("owner")
-            if entry.job_id:
+            if entry.job_id in alive:
                 item["job_url"] = f"{base}/async/{entry.job_id}"
+            elif entry.job_id:
+                item["job_deleted"] = True
             entries.append(item)
         return JSONResponse({"user": user.name, "queries": entries})
 

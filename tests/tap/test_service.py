@@ -217,6 +217,23 @@ def test_history(tap_url, test_hub) -> None:
     latest = history["queries"][0]
     assert latest["query"] == "SELECT TOP 2 tract FROM dp1.Object"
     assert latest["rows"] == 2 and latest["status"] == "OK" and latest["duration"] >= 0
+    # Async jobs link to their job; once deleted, the entry stays without a link that 404s.
+    job_urls = []
+    for n in (1, 2):
+        created = session.post(
+            f"{tap_url}/async",
+            data={"QUERY": f"SELECT TOP {n} tract FROM dp1.Object", "PHASE": "RUN"},
+            allow_redirects=False,
+            timeout=30,
+        )
+        job_urls.append(created.headers["location"])
+        session.get(job_urls[-1], params={"WAIT": "30"}, timeout=60)
+    assert session.delete(job_urls[0], timeout=30).status_code in (200, 303)
+    entries = session.get(f"{tap_url}/history", params={"limit": "2"}, timeout=30).json()
+    kept, deleted = entries["queries"]
+    assert kept["job_url"] == job_urls[1] and "job_deleted" not in kept
+    assert session.get(kept["job_url"], timeout=30).status_code == 200
+    assert "job_url" not in deleted and deleted["job_deleted"] is True
 
 
 def test_examples_all_run(tap_url, alice) -> None:

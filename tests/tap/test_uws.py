@@ -262,6 +262,44 @@ def test_sync_slot_released_even_if_body_never_read(sample_catalog, tmp_path: Pa
     assert entry.rows == 3 and entry.status == "OK" and entry.format == "csv"
 
 
+def test_small_sync_results_are_answered_whole(sample_catalog, tmp_path: Path, monkeypatch) -> None:
+    """A small result is written at once (bytes; slot released, query logged); a large one
+    starts the same way and streams the rest, holding the slot until it is read."""
+    from sciplat.services.common.params import DaliParams
+    from sciplat.services.tap import services as tap_services
+    from sciplat.services.tap.history import QueryHistory
+    from sciplat.services.tap.services import TapService, parse_request
+
+    settings = Settings(data_dir=tmp_path)
+    service = TapService(
+        sample_catalog,
+        settings,
+        history=QueryHistory(tmp_path / "history.sqlite3"),
+        quota=QueryQuota(settings),
+        public_url="http://x/tap",
+    )
+
+    def run(query: str) -> bytes | object:
+        request = parse_request(DaliParams([("query", query), ("format", "csv")]), settings)
+        service.quota.acquire("alice", ())
+        return service.sync_response(
+            service.open(request, {}, timeout=None), request, "alice", time.time()
+        )
+
+    small = run("SELECT TOP 3 objectId FROM dp1.Object")
+    assert isinstance(small, bytes) and small.count(b"\n") == 4
+    assert service.quota.running("alice") == 0
+    assert service.history.list("alice")[0].rows == 3
+
+    monkeypatch.setattr(tap_services, "INLINE_BYTES", 2000)
+    large = run("SELECT objectId, coord_ra FROM dp1.Object")
+    assert not isinstance(large, bytes)
+    assert service.quota.running("alice") == 1
+    text = b"".join(large)
+    assert text.count(b"\n") == 3001 and service.quota.running("alice") == 0
+    assert service.history.list("alice")[0].rows == 3000
+
+
 def test_owner_groups_of_a_job_survive_a_restart(sample_catalog, tmp_path: Path) -> None:
     """A queued job keeps its owner's groups (quota admission, shared tables) across restarts."""
     from sciplat.services.tap.history import QueryHistory

@@ -197,6 +197,17 @@ class JobStore:
         rows, _ = self._run(sql, args)
         return [_job(r) for r in rows]
 
+    def existing(self, job_ids: list[str]) -> set[str]:
+        """Which of *job_ids* are still in the store."""
+        if not job_ids:
+            return set()
+        rows, _ = self._run(
+            f"SELECT id FROM {self._JOBS} WHERE service=? AND id IN "
+            f"({','.join('?' * len(job_ids))})",
+            (self.service, *job_ids),
+        )
+        return {row[0] for row in rows}
+
     def delete(self, job_id: str) -> None:
         self._run(f"DELETE FROM {self._JOBS} WHERE id=? AND service=?", (job_id, self.service))
 
