@@ -17,6 +17,7 @@ from sciplat.services.common.auth import AuthenticatedUser
 from sciplat.services.common.errors import NotFoundError, UsageError
 from sciplat.services.common.params import DaliParams, dali_params
 from sciplat.services.common.uws.models import (
+    Job,
     Phase,
     iso,
     job_list_xml,
@@ -69,13 +70,30 @@ def install_uws_routes(router: APIRouter, prefix: str, routes: UWSRoutes) -> Non
     def job_url(request: Request, job_id: str) -> str:
         return f"{routes.base_url(request)}/{job_id}"
 
-    async def apply_phase(service: UWSService, job, value: str):
+    async def owned(
+        request: Request, job_id: str, user: AuthenticatedUser = user_dep
+    ) -> tuple[UWSService, Job]:
+        """The UWS service and the caller's job *job_id* (404 for anyone else's)."""
+        service = routes.service(request)
+        return service, service.get(user.name, job_id)
+
+    job_dep = Depends(owned)
+
+    async def apply_phase(service: UWSService, job: Job, value: str) -> Job:
         phase = value.strip().upper()
         if phase == "RUN":
             return await service.run(job)
         if phase == "ABORT":
             return await service.abort(job)
         raise UsageError(f"PHASE must be RUN or ABORT, not {value!r}")
+
+    async def apply_settings(service: UWSService, job: Job, params: DaliParams) -> None:
+        """EXECUTIONDURATION, DESTRUCTION and PHASE, when given (job creation and POST)."""
+        for name, setter in _SETTERS.items():
+            if value := params.single(name):
+                job = setter(service, job, value)
+        if phase := params.single("phase"):
+            await apply_phase(service, job, phase)
 
     @router.get(prefix)
     async def list_jobs(
@@ -105,23 +123,14 @@ def install_uws_routes(router: APIRouter, prefix: str, routes: UWSRoutes) -> Non
         job_id = service.new_id()
         parameters = await routes.job_parameters(request, params, job_id, user)
         job = service.create(job_id, user.name, parameters, params.single("runid"))
-        if duration := params.single("executionduration"):
-            job = service.set_execution_duration(job, duration)
-        if destruction := params.single("destruction"):
-            job = service.set_destruction(job, _when(destruction))
-        if phase := params.single("phase"):
-            await apply_phase(service, job, phase)
+        await apply_settings(service, job, params)
         return RedirectResponse(job_url(request, job_id), status_code=303)
 
     @router.get(prefix + "/{job_id}")
     async def get_job(
-        request: Request,
-        job_id: str,
-        user: AuthenticatedUser = user_dep,
-        params: DaliParams = params_dep,
+        found: tuple[UWSService, Job] = job_dep, params: DaliParams = params_dep
     ) -> Response:
-        service = routes.service(request)
-        job = service.get(user.name, job_id)
+        service, job = found
         if (wait := params.single("wait")) is not None:
             try:
                 seconds = float(wait)
@@ -134,111 +143,65 @@ def install_uws_routes(router: APIRouter, prefix: str, routes: UWSRoutes) -> Non
     @router.post(prefix + "/{job_id}")
     async def post_job(
         request: Request,
-        job_id: str,
-        user: AuthenticatedUser = user_dep,
+        found: tuple[UWSService, Job] = job_dep,
         params: DaliParams = params_dep,
     ) -> Response:
-        service = routes.service(request)
-        job = service.get(user.name, job_id)
+        service, job = found
         action = params.single("action")
         if action is not None:
             if action.strip().upper() != "DELETE":
                 raise UsageError(f"ACTION must be DELETE, not {action!r}")
             await service.delete(job)
             return RedirectResponse(routes.base_url(request), status_code=303)
-        if duration := params.single("executionduration"):
-            job = service.set_execution_duration(job, duration)
-        if destruction := params.single("destruction"):
-            job = service.set_destruction(job, _when(destruction))
-        if phase := params.single("phase"):
-            await apply_phase(service, job, phase)
-        return RedirectResponse(job_url(request, job_id), status_code=303)
+        await apply_settings(service, job, params)
+        return RedirectResponse(job_url(request, job.id), status_code=303)
 
     @router.delete(prefix + "/{job_id}")
-    async def delete_job(
-        request: Request, job_id: str, user: AuthenticatedUser = user_dep
-    ) -> Response:
-        service = routes.service(request)
-        await service.delete(service.get(user.name, job_id))
+    async def delete_job(request: Request, found: tuple[UWSService, Job] = job_dep) -> Response:
+        service, job = found
+        await service.delete(job)
         return RedirectResponse(routes.base_url(request), status_code=303)
 
-    @router.get(prefix + "/{job_id}/phase")
-    async def get_phase(request: Request, job_id: str, user: AuthenticatedUser = user_dep):
-        return PlainTextResponse(routes.service(request).get(user.name, job_id).phase.value)
+    def text_route(name: str, value_of: Callable[[Job], str]) -> None:
+        async def get_text(found: tuple[UWSService, Job] = job_dep) -> Response:
+            return PlainTextResponse(value_of(found[1]))
 
-    @router.post(prefix + "/{job_id}/phase")
-    async def post_phase(
-        request: Request,
-        job_id: str,
-        user: AuthenticatedUser = user_dep,
-        params: DaliParams = params_dep,
-    ) -> Response:
-        service = routes.service(request)
-        job = service.get(user.name, job_id)
-        value = params.single("phase")
-        if value is None:
-            raise UsageError("PHASE is required (RUN or ABORT)")
-        await apply_phase(service, job, value)
-        return RedirectResponse(job_url(request, job_id), status_code=303)
+        router.add_api_route(f"{prefix}/{{job_id}}/{name}", get_text, methods=["GET"])
 
-    @router.get(prefix + "/{job_id}/executionduration")
-    async def get_duration(request: Request, job_id: str, user: AuthenticatedUser = user_dep):
-        job = routes.service(request).get(user.name, job_id)
-        return PlainTextResponse(str(job.execution_duration))
+    for name, value_of in _TEXT.items():
+        text_route(name, value_of)
 
-    @router.post(prefix + "/{job_id}/executionduration")
-    async def post_duration(
-        request: Request,
-        job_id: str,
-        user: AuthenticatedUser = user_dep,
-        params: DaliParams = params_dep,
-    ) -> Response:
-        service = routes.service(request)
-        value = params.single("executionduration")
-        if value is None:
-            raise UsageError("EXECUTIONDURATION is required")
-        service.set_execution_duration(service.get(user.name, job_id), value)
-        return RedirectResponse(job_url(request, job_id), status_code=303)
+    def setter_route(name: str) -> None:
+        async def post_setting(
+            request: Request,
+            found: tuple[UWSService, Job] = job_dep,
+            params: DaliParams = params_dep,
+        ) -> Response:
+            service, job = found
+            value = params.single(name)
+            if value is None:
+                raise UsageError(_REQUIRED[name])
+            if name == "phase":
+                await apply_phase(service, job, value)
+            else:
+                _SETTERS[name](service, job, value)
+            return RedirectResponse(job_url(request, job.id), status_code=303)
 
-    @router.get(prefix + "/{job_id}/destruction")
-    async def get_destruction(request: Request, job_id: str, user: AuthenticatedUser = user_dep):
-        job = routes.service(request).get(user.name, job_id)
-        return PlainTextResponse(iso(job.destruction) or "")
+        router.add_api_route(f"{prefix}/{{job_id}}/{name}", post_setting, methods=["POST"])
 
-    @router.post(prefix + "/{job_id}/destruction")
-    async def post_destruction(
-        request: Request,
-        job_id: str,
-        user: AuthenticatedUser = user_dep,
-        params: DaliParams = params_dep,
-    ) -> Response:
-        service = routes.service(request)
-        value = params.single("destruction")
-        if value is None:
-            raise UsageError("DESTRUCTION is required")
-        service.set_destruction(service.get(user.name, job_id), _when(value))
-        return RedirectResponse(job_url(request, job_id), status_code=303)
-
-    @router.get(prefix + "/{job_id}/quote")
-    async def get_quote(request: Request, job_id: str, user: AuthenticatedUser = user_dep):
-        routes.service(request).get(user.name, job_id)
-        return PlainTextResponse("")
-
-    @router.get(prefix + "/{job_id}/owner")
-    async def get_owner(request: Request, job_id: str, user: AuthenticatedUser = user_dep):
-        return PlainTextResponse(routes.service(request).get(user.name, job_id).owner)
+    for name in _REQUIRED:
+        setter_route(name)
 
     @router.get(prefix + "/{job_id}/error")
-    async def get_error(request: Request, job_id: str, user: AuthenticatedUser = user_dep):
-        job = routes.service(request).get(user.name, job_id)
+    async def get_error(found: tuple[UWSService, Job] = job_dep):
+        job = found[1]
         if job.phase != Phase.ERROR:
-            raise NotFoundError(f"Job {job_id!r} has no error (phase {job.phase})")
+            raise NotFoundError(f"Job {job.id!r} has no error (phase {job.phase})")
         return routes.error_document(job.error or "unknown error")
 
     @router.get(prefix + "/{job_id}/parameters")
-    async def get_parameters(request: Request, job_id: str, user: AuthenticatedUser = user_dep):
-        job = routes.service(request).get(user.name, job_id)
-        return _xml('<?xml version="1.0" encoding="UTF-8"?>\n' + parameters_xml(job, root=True))
+    async def get_parameters(found: tuple[UWSService, Job] = job_dep):
+        return _xml(_XML_HEAD + parameters_xml(found[1], root=True))
 
     @router.post(prefix + "/{job_id}/parameters")
     async def post_parameters(
@@ -255,23 +218,44 @@ def install_uws_routes(router: APIRouter, prefix: str, routes: UWSRoutes) -> Non
         return RedirectResponse(job_url(request, job_id), status_code=303)
 
     @router.get(prefix + "/{job_id}/results")
-    async def get_results(request: Request, job_id: str, user: AuthenticatedUser = user_dep):
-        job = routes.service(request).get(user.name, job_id)
-        return _xml('<?xml version="1.0" encoding="UTF-8"?>\n' + results_xml(job, root=True))
+    async def get_results(found: tuple[UWSService, Job] = job_dep):
+        return _xml(_XML_HEAD + results_xml(found[1], root=True))
 
     @router.get(prefix + "/{job_id}/results/{result_id}")
-    async def get_result(
-        request: Request, job_id: str, result_id: str, user: AuthenticatedUser = user_dep
-    ) -> Response:
-        service = routes.service(request)
-        job = service.get(user.name, job_id)
+    async def get_result(result_id: str, found: tuple[UWSService, Job] = job_dep) -> Response:
+        service, job = found
         for result in job.results:
             if result.id == result_id:
-                path = service.job_dir(job_id) / result_id
+                path = service.job_dir(job.id) / result_id
                 if not path.exists():
-                    raise NotFoundError(f"The result of job {job_id!r} is no longer available")
+                    raise NotFoundError(f"The result of job {job.id!r} is no longer available")
                 return FileResponse(path, media_type=result.mime_type)
-        raise NotFoundError(f"Job {job_id!r} has no result {result_id!r}")
+        raise NotFoundError(f"Job {job.id!r} has no result {result_id!r}")
+
+
+_XML_HEAD = '<?xml version="1.0" encoding="UTF-8"?>\n'
+
+#: GET .../{job_id}/<name>: the job's property as plain text.
+_TEXT: dict[str, Callable[[Job], str]] = {
+    "phase": lambda job: job.phase.value,
+    "executionduration": lambda job: str(job.execution_duration),
+    "destruction": lambda job: iso(job.destruction) or "",
+    "quote": lambda job: "",
+    "owner": lambda job: job.owner,
+}
+
+#: POST .../{job_id}/<name>: what a missing value is told.
+_REQUIRED = {
+    "phase": "PHASE is required (RUN or ABORT)",
+    "executionduration": "EXECUTIONDURATION is required",
+    "destruction": "DESTRUCTION is required",
+}
+
+#: Settings a job creation or a POST may carry, applied in this order (before PHASE).
+_SETTERS: dict[str, Callable[[UWSService, Job, str], Job]] = {
+    "executionduration": lambda service, job, value: service.set_execution_duration(job, value),
+    "destruction": lambda service, job, value: service.set_destruction(job, _when(value)),
+}
 
 
 def _when(value: str) -> float:
