@@ -9,24 +9,42 @@ identifiers); the canonical spelling is TAP_SCHEMA's.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
-__all__ = ["TAP_SCHEMA_SELF", "ColumnMeta", "ForeignKey", "TableMeta", "TapSchema"]
+__all__ = [
+    "TAP_SCHEMA_SELF",
+    "ColumnDescription",
+    "ColumnMeta",
+    "ForeignKey",
+    "TableMeta",
+    "TapSchema",
+]
 
 
 @dataclass(frozen=True)
-class ColumnMeta:
-    """One column as TAP_SCHEMA.columns describes it."""
+class ColumnDescription:
+    """What a TAP_SCHEMA column and a VOTable FIELD say about a column."""
 
     name: str
-    datatype: str = "char"
+    datatype: str
     arraysize: str | None = None
     xtype: str | None = None
     unit: str | None = None
     ucd: str | None = None
     utype: str | None = None
     description: str | None = None
+
+    def description_fields(self) -> dict[str, Any]:
+        """Everything but the name, to describe another column the same way."""
+        return {f.name: getattr(self, f.name) for f in fields(ColumnDescription)[1:]}
+
+
+@dataclass(frozen=True)
+class ColumnMeta(ColumnDescription):
+    """One column as TAP_SCHEMA.columns describes it."""
+
+    datatype: str = "char"
     principal: bool = False
     indexed: bool = False
     std: bool = False

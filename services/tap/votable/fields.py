@@ -14,6 +14,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from sciplat.services.tap.adql import FieldSpec
+from sciplat.services.tap.schema import ColumnDescription
 
 __all__ = ["VOField", "conform", "field_xml", "fields_for"]
 
@@ -33,15 +34,8 @@ _GEOMETRY_SIZES = {"point": "2", "circle": "3", "polygon": "*"}
 
 
 @dataclass(frozen=True)
-class VOField:
-    name: str
-    datatype: str
-    arraysize: str | None = None
-    xtype: str | None = None
-    unit: str | None = None
-    ucd: str | None = None
-    utype: str | None = None
-    description: str | None = None
+class VOField(ColumnDescription):
+    """A result column as its VOTable FIELD describes it."""
 
     @property
     def is_array(self) -> bool:
@@ -96,18 +90,7 @@ def fields_for(specs: list[FieldSpec], schema: pa.Schema) -> list[VOField]:
     for spec, arrow_field in zip(specs, schema, strict=True):
         meta = spec.meta
         if meta is not None and meta.datatype in _ARROW_FOR:
-            fields.append(
-                VOField(
-                    name=spec.name,
-                    datatype=meta.datatype,
-                    arraysize=meta.arraysize,
-                    xtype=meta.xtype,
-                    unit=meta.unit,
-                    ucd=meta.ucd,
-                    utype=meta.utype,
-                    description=meta.description,
-                )
-            )
+            fields.append(VOField(name=spec.name, **meta.description_fields()))
             continue
         datatype, arraysize, xtype = _datatype_of(arrow_field.type)
         if spec.xtype:
