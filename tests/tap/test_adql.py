@@ -141,6 +141,8 @@ def test_maxrec_limit(catalog, schema) -> None:
         ("SELECT CAST(objectId AS BLOB) FROM dp1.Object", "CAST to"),
         ("SELECT TOP 5.5 objectId FROM dp1.Object", "TOP and OFFSET"),
         ("SELECT RAND(1) FROM dp1.Object", "RAND"),
+        ("SELECT (*) FROM dp1.Object", "stands alone"),
+        ("SELECT objectId + * FROM dp1.Object", "stands alone"),
         (
             "SELECT objectId FROM dp1.Object WHERE CONTAINS(POINT('GALACTIC', 1, 2), "
             "CIRCLE('ICRS', 1, 2, 3)) = 1",

@@ -309,6 +309,10 @@ def _check_nodes(tree: exp.Expr) -> None:
             method = str(node.args["method"]).upper()
             if method not in ("NATURAL",):
                 raise AdqlError(f"Unsupported join: {method}", node=node)
+        if isinstance(node, exp.Star) and not isinstance(
+            node.parent, exp.Select | exp.Column | exp.Count
+        ):
+            raise AdqlError("* stands alone (SELECT *, t.*) or in COUNT(*)", node=node)
         if isinstance(node, exp.Table) and not isinstance(node.this, exp.Identifier):
             raise AdqlError("Table functions are not allowed in FROM", node=node)
         if isinstance(node, exp.Select) and (node.args.get("kind") or node.args.get("into")):
