@@ -94,9 +94,15 @@ def register(cli: click.Group) -> None:
         help="Backend(s) to measure (repeat the option for both).",
     )
     @click.option("--seconds", default=10.0, show_default=True, help="Per throughput point.")
+    @click.option(
+        "--stream-rows",
+        default=1_000_000,
+        show_default=True,
+        help="Rows per streamed result (at most --rows).",
+    )
     @click.option("--vs-dachs", is_flag=True, help="Also run GAVO DaCHS on the same table.")
     @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-    def bench_tap(rows, backends, seconds, vs_dachs, as_json) -> None:
+    def bench_tap(rows, backends, seconds, stream_rows, vs_dachs, as_json) -> None:
         """TAP cone throughput (1/4/8 clients), sync latency, async floor, rows/s per format."""
         import os
 
@@ -108,7 +114,12 @@ def register(cli: click.Group) -> None:
 
         load_before = os.getloadavg()
         report = run_benchmark(
-            rows, backends=tuple(backends), seconds=seconds, vs_dachs=vs_dachs, progress=progress
+            rows,
+            backends=tuple(backends),
+            seconds=seconds,
+            stream_rows=stream_rows,
+            vs_dachs=vs_dachs,
+            progress=progress,
         )
         # The figures depend on what else the machine runs: keep its load with them.
         report["load_average"] = {

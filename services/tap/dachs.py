@@ -12,12 +12,12 @@ import contextlib
 import os
 import shutil
 import subprocess
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import duckdb
-import httpx
+
+from sciplat.services.tap.bench import wait_until_up
 
 __all__ = ["dachs_server"]
 
@@ -91,16 +91,7 @@ def dachs_server(catalog: Path, progress: Callable[[str], None]) -> Iterator[str
         progress("dachs imp (q3c index)")
         _run(["dachs", "imp", f"{RESOURCE}/q"], timeout=3600)
         _run(["dachs", "serve", "start"], timeout=120)
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                if httpx.get(f"{URL}/availability", timeout=5).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError("DaCHS did not start")
-            time.sleep(1)
+        wait_until_up(f"{URL}/availability", timeout=120)
         try:
             yield URL
         finally:
