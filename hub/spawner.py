@@ -236,6 +236,10 @@ class SciplatSpawner(Spawner):
         )
         if self.lab_options:
             env["SCIPLAT_SIZE"] = self.lab_options.size.name
+        if self.cpu_limit and float(self.cpu_limit).is_integer():
+            # JupyterHub writes the Float ("2.0"); lsst.resources reads Nublado's CPU_LIMIT with
+            # int() and fails on it (prompt processing in a lab raised ValueError).
+            env["CPU_LIMIT"] = str(int(self.cpu_limit))
         return env
 
     def get_args(self) -> list[str]:
