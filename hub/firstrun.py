@@ -11,6 +11,7 @@ import logging
 import secrets
 
 from sciplat.config import Settings
+from sciplat.hub.hubdb import hub_db_kwargs, hub_db_url
 
 __all__ = ["ensure_first_admin"]
 
@@ -32,8 +33,7 @@ def ensure_first_admin(settings: Settings) -> tuple[str, str | None] | None:
     username = settings.hub.admin_users[0]
     settings.hub_state_dir.mkdir(parents=True, exist_ok=True)
     settings.hub_state_dir.chmod(0o700)
-    db_url = f"sqlite:///{settings.hub_state_dir / 'jupyterhub.sqlite'}"
-    session = orm.new_session_factory(db_url)()
+    session = orm.new_session_factory(hub_db_url(settings), **hub_db_kwargs())()
     try:
         if UserInfo.find(session, username) is not None:
             return username, None

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from sciplat.config import CUSTOM_SCOPES, KNOWN_SCOPES, Settings
+from sciplat.hub.hubdb import hub_db_kwargs, hub_db_url
 
 __all__ = [
     "CLI_SERVICE",
@@ -133,7 +134,8 @@ def _configure_network(c: Any, settings: Settings) -> None:
 
 def _configure_state(c: Any, settings: Settings) -> None:
     state = settings.hub_state_dir
-    c.JupyterHub.db_url = f"sqlite:///{state / 'jupyterhub.sqlite'}"
+    c.JupyterHub.db_url = hub_db_url(settings)
+    c.JupyterHub.db_kwargs = hub_db_kwargs()
     c.JupyterHub.cookie_secret_file = str(state / "jupyterhub_cookie_secret")
     c.JupyterHub.cleanup_servers = False
     c.JupyterHub.cleanup_proxy = False

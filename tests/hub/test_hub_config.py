@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 import stat
 from pathlib import Path
 
@@ -49,6 +50,29 @@ def test_proxy_is_external_and_labs_survive_hub_restarts(settings, monkeypatch) 
     assert stat.S_IMODE(token_file.stat().st_mode) == 0o600
     # A second rendering keeps the secrets (a restarted hub must reach the same proxy).
     assert render(settings, monkeypatch).ConfigurableHTTPProxy.auth_token == token_file.read_text()
+
+
+def test_hub_database_commits_without_waiting_for_the_disk(settings, monkeypatch) -> None:
+    """The hub opens its SQLite database (through JupyterHub's own session factory) in WAL
+    mode with synchronous=NORMAL, and the mode stays with the file for later readers."""
+    from jupyterhub import orm
+
+    c = render(settings, monkeypatch)
+    session = orm.new_session_factory(c.JupyterHub.db_url, **c.JupyterHub.db_kwargs)()
+    try:
+        session.add(orm.User(name="walter"))
+        session.commit()
+        conn = session.connection().connection.dbapi_connection
+        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        assert conn.execute("PRAGMA synchronous").fetchone()[0] == 1  # NORMAL
+    finally:
+        session.close()
+    plain = sqlite3.connect(settings.hub_state_dir / "jupyterhub.sqlite")
+    try:
+        assert plain.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        assert plain.execute("SELECT name FROM users").fetchall() == [("walter",)]
+    finally:
+        plain.close()
 
 
 def test_groups_become_roles_with_scopes(settings, monkeypatch) -> None:
