@@ -21,7 +21,12 @@ from pathlib import Path
 from typing import Any
 
 from wsgidav import util
-from wsgidav.dav_error import HTTP_FORBIDDEN, HTTP_NOT_FOUND, DAVError
+from wsgidav.dav_error import (
+    HTTP_FORBIDDEN,
+    HTTP_METHOD_NOT_ALLOWED,
+    HTTP_NOT_FOUND,
+    DAVError,
+)
 from wsgidav.dav_provider import DAVCollection, DAVProvider
 from wsgidav.fs_dav_provider import FileResource, FolderResource
 
@@ -208,7 +213,10 @@ class _Folder(FolderResource):
     def create_empty_resource(self, name: str) -> Any:
         path = util.join_uri(self.path, name)
         target = self.provider.resolve(path, self.environ)
-        target.path.touch(exist_ok=False)
+        try:
+            target.path.touch(exist_ok=False)
+        except FileExistsError:  # a concurrent request created it: this PUT replaces it
+            return self.provider.get_resource_inst(path, self.environ)
         if target.uid >= 0:
             os.chown(target.path, target.uid, target.gid)
         self.environ["sciplat.created"] = str(target.path)
@@ -217,7 +225,10 @@ class _Folder(FolderResource):
     def create_collection(self, name: str) -> None:
         path = util.join_uri(self.path, name)
         target = self.provider.resolve(path, self.environ)
-        target.path.mkdir()
+        try:
+            target.path.mkdir()
+        except FileExistsError as exc:  # made meanwhile by a concurrent MKCOL (RFC 4918 9.3.1)
+            raise DAVError(HTTP_METHOD_NOT_ALLOWED, f"{name!r} exists already") from exc
         if target.uid >= 0:
             os.chown(target.path, target.uid, target.gid)
 

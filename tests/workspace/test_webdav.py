@@ -319,3 +319,31 @@ def test_rclone_copy_ranges_about_move_delete(test_hub, dav_url, tmp_path):
     assert not (test_hub.settings.homes_dir / "alice/evil.txt").exists()
     _rclone(test_hub, dav_url, "alice", "purge", "dav:home/alice/rc")
     assert not on_disk.parent.exists()
+
+
+def test_concurrent_mkcol_and_put_never_fail_with_500(tmp_path):
+    """Two clients making the same folder (rclone copies files in parallel, each making the
+    parent) or file at once: the loser gets 405 / replaces it, never an internal error."""
+    from wsgidav.dav_error import DAVError
+
+    from sciplat.config import Settings
+    from sciplat.services.workspace.provider import (
+        ENVIRON_GROUPS,
+        ENVIRON_USER,
+        Workspace,
+        WorkspaceProvider,
+    )
+    from sciplat.services.workspace.quota import DiskUsage
+
+    settings = Settings(data_dir=tmp_path)
+    (settings.homes_dir / "nosuchaccount").mkdir(parents=True)
+    provider = WorkspaceProvider(Workspace(settings), DiskUsage())
+    environ = {ENVIRON_USER: "nosuchaccount", ENVIRON_GROUPS: [], "wsgidav.provider": provider}
+    home = provider.get_resource_inst("/home/nosuchaccount", environ)
+    (settings.homes_dir / "nosuchaccount" / "made").mkdir()  # by the other request, just now
+    with pytest.raises(DAVError) as info:
+        home.create_collection("made")
+    assert info.value.value == 405
+    (settings.homes_dir / "nosuchaccount" / "f.txt").write_text("theirs")
+    resource = home.create_empty_resource("f.txt")  # the other PUT made it: this one replaces
+    assert resource is not None and "sciplat.created" not in environ
