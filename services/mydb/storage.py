@@ -6,8 +6,9 @@
   pushdown), the way TAP_UPLOAD tables are registered. A write goes to a temporary file that
   replaces the table only when complete and within quota.
 - PostgreSQL: real schemas ``user_<name>``/``group_<name>`` in the catalog database, written by
-  a role that may create them (``mydb.writer_url``) inside one transaction (CREATE, COPY, size
-  check, GRANT USAGE/SELECT to the TAP reader role, COMMIT), so a refused write leaves nothing.
+  a role that may create them (``mydb.writer_url``) inside one transaction (CREATE, COPY,
+  indexes - q3c on a position pair, B-trees on integer ``...id`` columns - ANALYZE, size check,
+  GRANT USAGE/SELECT to the TAP reader role, COMMIT), so a refused write leaves nothing.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ import pyarrow as pa
 from sciplat.services.common.errors import ServiceUnavailableError, UsageError
 from sciplat.services.mydb.names import TableName
 
-__all__ = ["ParquetStore", "PostgresStore", "TableStore", "TableWriter"]
+__all__ = ["ParquetStore", "PostgresStore", "TableStore", "TableWriter", "index_plan"]
 
 
 class TableWriter(ABC):
@@ -168,12 +169,28 @@ def _binary_copy(batch: pa.RecordBatch) -> bytes | None:
     return _BINARY_HEADER + rows.tobytes() + b"\xff\xff"
 
 
+#: Position column pairs that get a q3c index (when the database has q3c), first match wins.
+POSITION_PAIRS = (("coord_ra", "coord_dec"), ("ra", "dec"), ("s_ra", "s_dec"))
+#: At most this many integer ``...id`` columns get a B-tree index (join keys).
+MAX_ID_INDEXES = 3
+
+
+def index_plan(schema: pa.Schema) -> tuple[tuple[str, str] | None, list[str]]:
+    """What a PostgreSQL user table is indexed on: a floating-point (ra, dec) pair for q3c
+    (cone searches) and integer ``id``/``...id`` columns for B-trees (joins)."""
+    floats = {f.name for f in schema if pa.types.is_floating(f.type)}
+    position = next((pair for pair in POSITION_PAIRS if set(pair) <= floats), None)
+    ids = [f.name for f in schema if pa.types.is_integer(f.type) and f.name.endswith("id")]
+    return position, ids[:MAX_ID_INDEXES]
+
+
 class _PostgresWriter(TableWriter):
     def __init__(self, con: Any, name: TableName, schema: pa.Schema, reader: str) -> None:
         from psycopg import sql
 
         self.con = con
         self.name = name
+        self.schema = schema
         self.rows = 0
         self._ident = sql.Identifier(name.schema, name.table)
         self._columns = sql.SQL(", ").join(sql.Identifier(f.name) for f in schema)
@@ -212,7 +229,28 @@ class _PostgresWriter(TableWriter):
             copy.write(data)
         self.rows += batch.num_rows
 
+    def _index(self) -> None:
+        """Index the written table (see :func:`index_plan`) and gather its statistics, inside
+        the write's transaction: the indexes count in its size and go with a refused write."""
+        from psycopg import sql
+
+        position, ids = index_plan(self.schema)
+        if (
+            position
+            and self.con.execute("SELECT 1 FROM pg_extension WHERE extname = 'q3c'").fetchone()
+        ):
+            ra, dec = (sql.Identifier(c) for c in position)
+            self.con.execute(
+                sql.SQL("CREATE INDEX ON {} (q3c_ang2ipix({}, {}))").format(self._ident, ra, dec)
+            )
+        for column in ids:
+            self.con.execute(
+                sql.SQL("CREATE INDEX ON {} ({})").format(self._ident, sql.Identifier(column))
+            )
+        self.con.execute(sql.SQL("ANALYZE {}").format(self._ident))
+
     def size(self) -> int:
+        self._index()
         (size,) = self.con.execute(
             "SELECT pg_total_relation_size(%s::regclass)",
             (f'"{self.name.schema}"."{self.name.table}"',),

@@ -124,6 +124,22 @@ def test_storable_types():
         storable_schema(pa.schema([("X", pa.int32()), ("x", pa.int32())]))
 
 
+def test_index_plan():
+    from sciplat.services.mydb.storage import index_plan
+
+    schema = pa.schema(
+        [("objectid", pa.int64()), ("ra", pa.float64()), ("dec", pa.float64()),
+         ("coord_ra", pa.float64()), ("coord_dec", pa.float64()), ("parentid", pa.int32()),
+         ("grid", pa.string()), ("a_id", pa.int64()), ("b_id", pa.int64())]
+    )  # fmt: skip
+    assert index_plan(schema) == (("coord_ra", "coord_dec"), ["objectid", "parentid", "a_id"])
+    assert index_plan(pa.schema([("ra", pa.string()), ("dec", pa.float64())])) == (None, [])
+    assert index_plan(pa.schema([("s_ra", pa.float32()), ("s_dec", pa.float32())]))[0] == (
+        "s_ra",
+        "s_dec",
+    )
+
+
 def test_read_parquet_file(tmp_path):
     path = tmp_path / "t.parquet"
     pq.write_table(pa.table({"Id": [1, 2, 3], "Name": ["a", None, "c"]}), path)
