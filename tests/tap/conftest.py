@@ -86,6 +86,29 @@ def schema(catalog):
     return _SCHEMAS[id(catalog)]
 
 
+@pytest.fixture
+def make_tap_service(tmp_path: Path):
+    """``make_tap_service(catalog)``: a TapService over *catalog* (no HTTP) with its history under
+    the test's tmp_path; services made in one test share that history."""
+    from sciplat.config import Settings
+    from sciplat.services.tap.history import QueryHistory
+    from sciplat.services.tap.quota import QueryQuota
+    from sciplat.services.tap.services import TapService
+
+    settings = Settings(data_dir=tmp_path)
+
+    def make(catalog) -> TapService:
+        return TapService(
+            catalog,
+            settings,
+            history=QueryHistory(tmp_path / "history.sqlite3"),
+            quota=QueryQuota(settings),
+            public_url="http://x/tap",
+        )
+
+    return make
+
+
 @pytest.fixture(scope="session")
 def tap_url(test_hub) -> str:
     return f"{test_hub.api_service_url}/tap"

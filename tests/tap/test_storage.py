@@ -12,9 +12,6 @@ import psycopg
 import pyarrow as pa
 import pytest
 
-from sciplat.config import Settings
-from sciplat.services.tap.history import QueryHistory
-from sciplat.services.tap.quota import QueryQuota
 from sciplat.services.tap.sample import build_sample_catalog
 from sciplat.services.tap.services import TapRequest, TapService
 from sciplat.services.tap.storage.base import QueryTimeout
@@ -96,30 +93,19 @@ def test_load_catalog_again_replaces_tables(pg_cluster, postgres_catalog, sample
     assert indexes == {"btree (q3c_ang2ipix(coord_ra, coord_dec))", "btree (objectid)"}
 
 
-def _service(catalog: DuckDBCatalog, tmp_path: Path) -> TapService:
-    settings = Settings(data_dir=tmp_path / "data")
-    return TapService(
-        catalog,
-        settings,
-        history=QueryHistory(tmp_path / "history.sqlite3"),
-        quota=QueryQuota(settings),
-        public_url="http://127.0.0.1/tap",
-    )
-
-
 def _rows(service: TapService, query: str) -> list[dict]:
     request = TapRequest(query=query, maxrec=1000, format=output_format("votable"))
     stream = service.open(request, {}, timeout=30)
     return pa.Table.from_batches(list(stream.rows), stream.schema).to_pylist()
 
 
-def test_duckdb_notices_a_new_release(tmp_path: Path) -> None:
+def test_duckdb_notices_a_new_release(tmp_path: Path, make_tap_service) -> None:
     """A new catalog published over the file (new file, rename) is served without a restart:
     new rows and new tables; a query running on the old file finishes there."""
     live = build_sample_catalog(tmp_path / "live", objects=100, sources_per_object=1)
     catalog = DuckDBCatalog(live)
     catalog.recheck = 0.0
-    service = _service(catalog, tmp_path)
+    service = make_tap_service(catalog)
     count = "SELECT COUNT(*) AS n FROM dp1.Object"
     assert _rows(service, count) == [{"n": 100}]
     running = catalog.execute('SELECT objectId FROM dp1."Object"', batch_rows=10)

@@ -228,21 +228,14 @@ async def test_sync_over_quota_is_429(tmp_path: Path) -> None:
     assert "QUERY_STATUS" in response.text and "most your groups allow" in response.text
 
 
-def test_sync_slot_released_even_if_body_never_read(sample_catalog, tmp_path: Path) -> None:
+def test_sync_slot_released_even_if_body_never_read(sample_catalog, make_tap_service) -> None:
     import gc
 
     from sciplat.services.common.params import DaliParams
-    from sciplat.services.tap.history import QueryHistory
-    from sciplat.services.tap.services import TapService, parse_request
+    from sciplat.services.tap.services import parse_request
 
-    settings = Settings(data_dir=tmp_path)
-    service = TapService(
-        sample_catalog,
-        settings,
-        history=QueryHistory(tmp_path / "history.sqlite3"),
-        quota=QueryQuota(settings),
-        public_url="http://x/tap",
-    )
+    service = make_tap_service(sample_catalog)
+    settings = service.settings
     request = parse_request(
         DaliParams([("query", "SELECT TOP 3 objectId FROM dp1.Object"), ("format", "csv")]),
         settings,
@@ -262,22 +255,17 @@ def test_sync_slot_released_even_if_body_never_read(sample_catalog, tmp_path: Pa
     assert entry.rows == 3 and entry.status == "OK" and entry.format == "csv"
 
 
-def test_small_sync_results_are_answered_whole(sample_catalog, tmp_path: Path, monkeypatch) -> None:
+def test_small_sync_results_are_answered_whole(
+    sample_catalog, make_tap_service, monkeypatch
+) -> None:
     """A small result is written at once (bytes; slot released, query logged); a large one
     starts the same way and streams the rest, holding the slot until it is read."""
     from sciplat.services.common.params import DaliParams
     from sciplat.services.tap import services as tap_services
-    from sciplat.services.tap.history import QueryHistory
-    from sciplat.services.tap.services import TapService, parse_request
+    from sciplat.services.tap.services import parse_request
 
-    settings = Settings(data_dir=tmp_path)
-    service = TapService(
-        sample_catalog,
-        settings,
-        history=QueryHistory(tmp_path / "history.sqlite3"),
-        quota=QueryQuota(settings),
-        public_url="http://x/tap",
-    )
+    service = make_tap_service(sample_catalog)
+    settings = service.settings
 
     def run(query: str) -> bytes | object:
         request = parse_request(DaliParams([("query", query), ("format", "csv")]), settings)
@@ -300,24 +288,12 @@ def test_small_sync_results_are_answered_whole(sample_catalog, tmp_path: Path, m
     assert service.history.list("alice")[0].rows == 3000
 
 
-def test_owner_groups_of_a_job_survive_a_restart(sample_catalog, tmp_path: Path) -> None:
+def test_owner_groups_of_a_job_survive_a_restart(
+    sample_catalog, make_tap_service, tmp_path: Path
+) -> None:
     """A queued job keeps its owner's groups (quota admission, shared tables) across restarts."""
-    from sciplat.services.tap.history import QueryHistory
-    from sciplat.services.tap.services import TapService
-
-    settings = Settings(data_dir=tmp_path)
-
-    def new_service() -> TapService:
-        return TapService(
-            sample_catalog,
-            settings,
-            history=QueryHistory(tmp_path / "history.sqlite3"),
-            quota=QueryQuota(settings),
-            public_url="http://x/tap",
-        )
-
     job_dir = tmp_path / "jobs" / "j1"
-    new_service().remember_groups("j1", ("staff", "users"), job_dir)
-    restarted = new_service()
+    make_tap_service(sample_catalog).remember_groups("j1", ("staff", "users"), job_dir)
+    restarted = make_tap_service(sample_catalog)
     assert restarted.groups_of("j1", job_dir) == ("staff", "users")
     assert restarted.groups_of("unknown", tmp_path / "jobs" / "unknown") == ()
