@@ -21,6 +21,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from sciplat.pipelines.executor import zipfix
+
 __all__ = ["PIPELINES", "QuantumFailure", "RunResult", "execute_quantum", "run_pipeline"]
 
 PIPELINES = {p.stem: p for p in sorted((Path(__file__).parent.parent / "pipelines").glob("*.yaml"))}
@@ -61,17 +63,17 @@ def _pipeline_path(pipeline: str | Path) -> Path:
 
 #: The last graph this process read (path -> PredictedQuantumGraph with execution quanta).
 _GRAPH_CACHE: dict[str, Any] = {}
-#: Read address files in one page: reading single quanta of graphs with more than a hundred or
-#: so quanta fails with EOFError in lsst-pipe-base 30.2026.x (their addresses come out wrong).
-_PAGE_SIZE = 2**30
+# Reading quanta from a saved graph needs zipfile's fix for CPython gh-127847.
+zipfix.install()
 
 
 def _graph(graph_path: str) -> Any:
-    """The whole saved graph, read once per process (workers run many of its quanta)."""
+    """The whole saved graph, read once per process: workers run many of its quanta, and one
+    read of a graph of a few hundred quanta costs less than reading each quantum alone."""
     from lsst.pipe.base.quantum_graph import PredictedQuantumGraph
 
     if graph_path not in _GRAPH_CACHE:
-        predicted = PredictedQuantumGraph.read_execution_quanta(graph_path, page_size=_PAGE_SIZE)
+        predicted = PredictedQuantumGraph.read_execution_quanta(graph_path)
         predicted.build_execution_quanta()
         _GRAPH_CACHE.clear()
         _GRAPH_CACHE[graph_path] = predicted
