@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import httpx
+import psutil
 import pytest
 from hubharness import Harness, KernelError, xsrf
 
@@ -67,6 +68,18 @@ def test_kernel_spec_is_registered(hub: Harness, running):
         specs = client.get("/user/bob/api/kernelspecs").json()
     assert specs["default"] == "lsst"
     assert specs["kernelspecs"]["lsst"]["spec"]["display_name"] == "LSST (sciplat)"
+    # The lab was forked from the image's zygote, without the language-server extension.
+    run_dir = hub.platform.settings.run_dir
+    forks = re.findall(
+        r"Started lab bob as \S+ from the recommended zygote \(pid (\d+)\)",
+        (run_dir / "hub.log").read_text(),
+    )
+    assert forks, "bob's lab was not forked from the zygote"
+    zygote = psutil.Process(int(forks[-1])).parent()
+    assert "sciplat.hub.zygote" in " ".join(zygote.cmdline())
+    lab_log = (run_dir / "labs" / "bob.log").read_text()
+    assert "jupyterlab | extension was successfully loaded" in lab_log
+    assert "jupyter_lsp" not in lab_log
 
 
 @root_only
