@@ -129,7 +129,8 @@ def _raise_for(response: httpx.Response, what: str) -> None:
     status = response.status_code
     if status < 400:
         return
-    text = " ".join(re.sub(r"<[^>]+>", " ", response.text).split())[:300]
+    text = " ".join(re.sub(r"<[^>]+>", " ", response.text).split())
+    text = re.sub(r"\s*WsgiDAV/\S+ - .*$", "", text)[:300]  # its error pages' footer
     if status == 507:
         start = text.lower().find("quota exceeded")
         raise QuotaExceededError(text[start:] if start >= 0 else "Quota exceeded: " + text)

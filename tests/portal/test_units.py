@@ -170,6 +170,25 @@ def test_workspace_paths_and_bands():
             _band(bad)
 
 
+def test_workspace_refusals_read_plainly():
+    import httpx
+
+    from sciplat.services.common.errors import QuotaExceededError
+    from sciplat.services.portal.workspace import _raise_for
+
+    page = (
+        "<html><head><title>507 Insufficient Storage</title></head><body><h1>507 Insufficient "
+        "Storage</h1><p>Quota exceeded: 45 bytes do not fit in the 0 bytes left in this "
+        "workspace</p><hr/><a href='https://github.com/mar10/wsgidav/'>WsgiDAV/4.4.0</a> - "
+        "2026-11-22 06:54:46.492980</body></html>"
+    )
+    with pytest.raises(QuotaExceededError) as refused:
+        _raise_for(httpx.Response(507, text=page), "x.csv")
+    assert refused.value.message == (
+        "Quota exceeded: 45 bytes do not fit in the 0 bytes left in this workspace"
+    )
+
+
 def test_job_links_and_readable_names():
     from sciplat.services.portal.service import job_id_of, readable_name
 

@@ -159,6 +159,7 @@ async function openResult(id) {
   const num = S.result.columns.filter((c) => /int|float|double/.test(c.type)).map((c) => c.name);
   if (!names.includes($("plot-x").value)) $("plot-x").value = num[1] || num[0] || "";
   if (!names.includes($("plot-y").value)) $("plot-y").value = num[2] || num[0] || "";
+  if ($("plot-type").value === "lightcurve" && !names.includes("mjd")) $("plot-type").value = "scatter";
   buildHeader(); await loadPage();
 }
 function buildHeader() {
@@ -421,7 +422,7 @@ async function loadWorkspace(path) {
     const body = $("ws-list").querySelector("tbody"); body.innerHTML = "";
     for (const e of w.entries) {
       const tr = document.createElement("tr");
-      tr.innerHTML = `<td>${e.folder ? "&#128193; " : ""}${esc(e.name)}</td><td>${e.folder ? "" : e.size ?? ""}</td><td>${esc((e.modified || "").slice(0, 19))}</td><td></td>`;
+      tr.innerHTML = `<td>${esc(e.name)}${e.folder ? "/" : ""}</td><td>${e.folder ? "" : e.size ?? ""}</td><td>${esc((e.modified || "").slice(0, 19))}</td><td></td>`;
       const b = document.createElement("button"); b.className = "ws-open"; b.dataset.path = e.path;
       b.textContent = e.folder ? "Open folder" : "Open";
       b.onclick = () => e.folder ? loadWorkspace(e.path) : openWorkspaceFile(e.path);
