@@ -3,7 +3,8 @@
 Dataset IDs (``ivo://sciplat/dp?<butler dataset UUID>``, ObsCore ``obs_publisher_did``) are
 looked up in the Butler registry and never joined to a path: an ID that is not a UUID, or a
 UUID the registry does not know, is refused before the filesystem is touched. File locations
-come from the datastore, and are checked to lie inside the repository.
+come from the datastore (local files or objects in an S3 store), and are checked to lie inside
+the datastore's root.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from sciplat.services.common.errors import NotFoundError, ServiceError, UsageError
+from sciplat.services.images.locations import FileLocation
 
 __all__ = [
     "CALIBRATION_TYPES",
@@ -71,13 +73,16 @@ class DatasetInfo:
     dataset_type: str
     data_id: dict[str, Any]
     run: str
-    path: Path
-    size: int
+    location: FileLocation
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
     def did(self) -> str:
         return did_for(self.id)
+
+    @property
+    def size(self) -> int:
+        return self.location.size
 
 
 class ImageRepository:
@@ -98,6 +103,7 @@ class ImageRepository:
         self._cache_size = cache_size
         self._found: dict[tuple[str, tuple[tuple[str, str], ...]], tuple[float, list]] = {}
         self._run_cache: tuple[float, list[str]] | None = None
+        self._datastore_root: Any = None
 
     @property
     def butler(self) -> Any:
@@ -110,7 +116,15 @@ class ImageRepository:
                 from lsst.daf.butler import Butler
 
                 self._butler = Butler.from_config(str(self.root), writeable=False)
+                self._datastore_root = self._root_of(self._butler)
             return self._butler
+
+    def _root_of(self, butler: Any) -> Any:
+        """The datastore's root (a ``ResourcePath``): files outside it are never served."""
+        from lsst.resources import ResourcePath
+
+        root = getattr(getattr(butler, "_datastore", None), "root", None)  # FileDatastore
+        return root if root is not None else ResourcePath(self.root, forceDirectory=True)
 
     def close(self) -> None:
         with self._lock:
@@ -142,9 +156,14 @@ class ImageRepository:
             return self._info(butler, ref)
 
     def _info(self, butler: Any, ref: Any) -> DatasetInfo:
-        path = Path(butler.getURI(ref).ospath).resolve()
-        if not path.is_relative_to(self.root.resolve()):
+        uri = butler.getURI(ref)
+        location = FileLocation(str(uri), 0)
+        if not location.within(self._datastore_root):
             raise NotFoundError(f"Dataset {ref.id} is not stored in this repository")
+        try:
+            location = FileLocation.of(uri)
+        except FileNotFoundError:
+            raise NotFoundError(f"The file of dataset {ref.id} is missing") from None
         try:
             data_id = dict(butler.registry.expandDataId(ref.dataId).mapping)
         except Exception:  # an unexpandable data ID still has its required keys
@@ -154,8 +173,7 @@ class ImageRepository:
             dataset_type=ref.datasetType.name,
             data_id={k: v for k, v in data_id.items() if isinstance(v, str | int | float)},
             run=ref.run,
-            path=path,
-            size=path.stat().st_size if path.exists() else 0,
+            location=location,
         )
 
     def find(self, dataset_type: str, data_id: dict[str, Any]) -> list[DatasetInfo]:
@@ -200,8 +218,12 @@ class ImageRepository:
                 return []
             seen: dict[uuid.UUID, DatasetInfo] = {}
             for ref in refs:
-                if ref.id not in seen:
+                if ref.id in seen:
+                    continue
+                try:
                     seen[ref.id] = self._info(butler, ref)
+                except NotFoundError as exc:  # a related file missing: leave its link out
+                    log.warning("%s", exc.message)
             return list(seen.values())
 
     def _runs(self, butler: Any) -> list[str]:

@@ -106,7 +106,7 @@ def _template(layout: FileLayout, name: str) -> tuple[list[str], dict[str, float
     """The plane's non-structural cards as 80-character images (CRPIX kept apart), cached."""
     plane = layout.planes[name]
     plane_header = plane.header
-    key = (layout.path, name, plane.start, plane.end)
+    key = (layout.location.key, name, plane.start, plane.end)
     cached = _templates.get(key)
     if cached is None:
         cards, crpix = [], {}
@@ -165,7 +165,7 @@ def write_cutouts(requests: list[CutoutRequest], limits: CutoutLimits, out: Bina
     planned = []
     total = 0
     for request in requests:
-        layout = layout_of(request.dataset.path)
+        layout = layout_of(request.dataset.location)
         if layout.wcs is None:
             raise UsageError(f"Dataset {request.dataset.did} has no celestial WCS to cut with")
         box = pixel_box(layout, request.region)

@@ -86,7 +86,7 @@ def download_url(backend: ImageBackend, dataset: DatasetInfo, plane: str, user: 
 
 
 def _plane_size(dataset: DatasetInfo, plane: str) -> int | None:
-    layout = fitsfiles.layout_of(dataset.path)
+    layout = fitsfiles.layout_of(dataset.location)
     part = layout.planes.get(plane.upper())
     if part is None:
         return None
@@ -111,7 +111,7 @@ def links_for(backend: ImageBackend, did: str, user: str) -> list[Link]:
         )
     ]
     try:
-        layout = fitsfiles.layout_of(dataset.path)
+        layout = fitsfiles.layout_of(dataset.location)
     except (OSError, ValueError):
         layout = None
     if layout is not None:
@@ -294,14 +294,14 @@ def _router() -> APIRouter:
         dataset = await run_in_threadpool(backend.repo.resolve, did)
         name = f"{dataset.dataset_type}_{key}"
         if plane == "file":
-            body = fitsfiles.stream_file(dataset.path)
-            length = dataset.path.stat().st_size
+            body = fitsfiles.stream_file(dataset.location)
+            length = dataset.location.current_size()
         else:
-            layout = await run_in_threadpool(fitsfiles.layout_of, dataset.path)
+            layout = await run_in_threadpool(fitsfiles.layout_of, dataset.location)
             part = layout.planes.get(plane.upper())
             if part is None:
                 raise NotFoundError(f"Dataset {did} has no {plane!r} plane")
-            body = fitsfiles.stream_plane(dataset.path, part, cards={"DATASET": did})
+            body = fitsfiles.stream_plane(dataset.location, part, cards={"DATASET": did})
             length = (0 if part.index == 0 else 2880) + part.end - part.start
             name += f"_{plane}"
         headers = {

@@ -2,7 +2,8 @@
 
 Files are multi-extension FITS (``IMAGE``, ``MASK``, ``VARIANCE``, possibly tile-compressed).
 Downloads never load a file into memory: whole files go out in chunks, and a single plane goes
-out as a minimal primary header followed by that extension's bytes copied from the file.
+out as a minimal primary header followed by that extension's bytes copied from the file. Files
+are local or objects in an S3 datastore (:mod:`.locations`: ranged reads).
 """
 
 from __future__ import annotations
@@ -12,15 +13,15 @@ from collections import OrderedDict
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from sciplat.services.images.locations import FileLocation
 
 if TYPE_CHECKING:
     from astropy.wcs import WCS
 
 __all__ = ["FileLayout", "Plane", "layout_of", "open_planes", "stream_file", "stream_plane"]
 
-CHUNK = 1 << 20
 _PLANE_NAMES = ("IMAGE", "MASK", "VARIANCE")
 
 
@@ -39,7 +40,7 @@ class Plane:
 class FileLayout:
     """The planes of one file and the celestial WCS of its image."""
 
-    path: Path
+    location: FileLocation
     planes: dict[str, Plane]
     shape: tuple[int, int]
     wcs: WCS | None
@@ -49,23 +50,31 @@ class FileLayout:
         return self.planes["IMAGE"]
 
 
-_cache: OrderedDict[tuple[Path, float, int], FileLayout] = OrderedDict()
+_cache: OrderedDict[tuple[str, float, int], FileLayout] = OrderedDict()
 _cache_lock = threading.Lock()
 
 
-def layout_of(path: Path) -> FileLayout:
-    """The (cached) layout of *path*; a plain single-HDU image counts as plane IMAGE."""
+def _open_fits(location: FileLocation) -> Any:
+    """An HDUList of *location*: memory-mapped when local, over ranged reads when remote."""
     from astropy.io import fits
+
+    path = location.local_path
+    if path is not None:
+        return fits.open(path, memmap=True)
+    return fits.open(location.open(), memmap=False)
+
+
+def layout_of(location: FileLocation) -> FileLayout:
+    """The (cached) layout of *location*; a plain single-HDU image counts as plane IMAGE."""
     from astropy.wcs import WCS
 
-    stat = path.stat()
-    key = (path, stat.st_mtime, stat.st_size)
+    key = location.key
     with _cache_lock:
         if key in _cache:
             _cache.move_to_end(key)
             return _cache[key]
     planes: dict[str, Plane] = {}
-    with fits.open(path, memmap=True, lazy_load_hdus=False) as hdul:
+    with _opened(location) as hdul:  # kept open: the cutouts that follow need it again
         for index, hdu in enumerate(hdul):
             name = hdu.name.upper() if index else "PRIMARY"
             primary_image = name == "PRIMARY" and hdu.data is not None and "IMAGE" not in planes
@@ -82,7 +91,7 @@ def layout_of(path: Path) -> FileLayout:
                 header=hdu.header.copy(),
             )
     if "IMAGE" not in planes:
-        raise ValueError(f"{path.name} has no image extension")
+        raise ValueError(f"{location.name} has no image extension")
     header = planes["IMAGE"].header
     shape = (int(header["NAXIS2"]), int(header["NAXIS1"]))
     try:
@@ -91,7 +100,7 @@ def layout_of(path: Path) -> FileLayout:
             wcs = None
     except Exception:
         wcs = None
-    layout = FileLayout(path=path, planes=planes, shape=shape, wcs=wcs)
+    layout = FileLayout(location=location, planes=planes, shape=shape, wcs=wcs)
     with _cache_lock:
         _cache[key] = layout
         if len(_cache) > 512:
@@ -99,26 +108,23 @@ def layout_of(path: Path) -> FileLayout:
     return layout
 
 
-_open: OrderedDict[tuple[Path, float, int], tuple[Any, threading.Lock]] = OrderedDict()
+_open: OrderedDict[tuple[str, float, int], tuple[Any, threading.Lock]] = OrderedDict()
 _MAX_OPEN = 128  # memory-mapped; the small data preview has ~120 visit images
 
 
 @contextmanager
-def open_planes(layout: FileLayout) -> Iterator[dict[str, Any]]:
-    """The file's plane HDUs (name -> HDU), from a small cache of open files.
+def _opened(location: FileLocation) -> Iterator[Any]:
+    """The HDUList of *location* from a small cache of open files, for one thread at a time.
 
-    Parsing a tile-compressed extension's header costs tens of milliseconds, so open files
-    are kept (memory-mapped) and handed to one thread at a time.
+    Parsing a tile-compressed extension's header costs tens of milliseconds (and range
+    requests when the file is in an object store), so open files are kept (memory-mapped, or
+    with their ranged reader).
     """
-    from astropy.io import fits
-
-    stat = layout.path.stat()
-    key = (layout.path, stat.st_mtime, stat.st_size)
+    key = location.key
     with _cache_lock:
         entry = _open.get(key)
         if entry is None:
-            hdul = fits.open(layout.path, memmap=True)
-            entry = (hdul, threading.Lock())
+            entry = (_open_fits(location), threading.Lock())
             _open[key] = entry
             while len(_open) > _MAX_OPEN:
                 _, (old, _lock) = _open.popitem(last=False)
@@ -127,28 +133,23 @@ def open_planes(layout: FileLayout) -> Iterator[dict[str, Any]]:
             _open.move_to_end(key)
     hdul, lock = entry
     with lock:
+        yield hdul
+
+
+@contextmanager
+def open_planes(layout: FileLayout) -> Iterator[dict[str, Any]]:
+    """The file's plane HDUs (name -> HDU), from the cache of open files."""
+    with _opened(layout.location) as hdul:
         yield {name: hdul[plane.index] for name, plane in layout.planes.items()}
 
 
-def _copy(path: Path, start: int, end: int) -> Iterator[bytes]:
-    with open(path, "rb") as handle:
-        handle.seek(start)
-        remaining = end - start
-        while remaining > 0:
-            chunk = handle.read(min(CHUNK, remaining))
-            if not chunk:
-                break
-            remaining -= len(chunk)
-            yield chunk
-
-
-def stream_file(path: Path) -> Iterator[bytes]:
+def stream_file(location: FileLocation) -> Iterator[bytes]:
     """The whole file, in chunks."""
-    return _copy(path, 0, path.stat().st_size)
+    return location.chunks(0, location.current_size())
 
 
 def stream_plane(
-    path: Path, plane: Plane, *, cards: dict[str, str] | None = None
+    location: FileLocation, plane: Plane, *, cards: dict[str, str] | None = None
 ) -> Iterator[bytes]:
     """A valid FITS file holding just *plane*: a data-less primary header, then its extension.
 
@@ -157,11 +158,11 @@ def stream_plane(
     from astropy.io import fits
 
     if plane.index == 0:
-        yield from _copy(path, plane.start, plane.end)
+        yield from location.chunks(plane.start, plane.end)
         return
     primary = fits.PrimaryHDU()
     for key, value in (cards or {}).items():
         primary.header[key] = value
     primary.header["EXTEND"] = True
     yield primary.header.tostring().encode("ascii")
-    yield from _copy(path, plane.start, plane.end)
+    yield from location.chunks(plane.start, plane.end)

@@ -10,36 +10,17 @@ sample catalog).
 from __future__ import annotations
 
 import os
-import threading
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-import uvicorn
+from imagetools import ImageServer, serve_images
 
-from sciplat.config import Settings
-from sciplat.services.app import create_app
-from sciplat.services.hips import plugin as hips_plugin
-from sciplat.services.images import datalink, sia, soda
 from sciplat.services.images.catalogdb import connect_catalog
-from sciplat.services.scs import plugin as scs_plugin
-from support.net import free_port, wait_for_http
 
-PLUGINS = [sia.plugin, datalink.plugin, soda.plugin, scs_plugin, hips_plugin]
 HIPS_BAND = "g"
-
-
-@dataclass
-class ImageServer:
-    url: str  # the platform root, e.g. http://127.0.0.1:1234
-    settings: Settings
-
-    @property
-    def api(self) -> str:
-        return f"{self.url}/services/api"
 
 
 @pytest.fixture(scope="session")
@@ -57,27 +38,8 @@ def image_dataset(tiny_dataset: Path) -> Path:
 def image_server(test_hub, image_dataset, tmp_path_factory) -> Iterator[ImageServer]:
     data_dir = tmp_path_factory.mktemp("images-data")
     os.symlink(image_dataset, data_dir / "dataset")
-    settings = test_hub.settings.model_copy(update={"data_dir": data_dir})
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    app = create_app(
-        settings,
-        prefix="/services/api",
-        hub_api_url=test_hub.api_url,
-        public_url=f"{url}/services/api",
-        plugins=PLUGINS,
-    )
-    server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
-    )
-    thread = threading.Thread(target=server.run, name="image-server", daemon=True)
-    thread.start()
-    try:
-        wait_for_http(f"{url}/services/api/health", timeout=60)
-        yield ImageServer(url=url, settings=settings)
-    finally:
-        server.should_exit = True
-        thread.join(timeout=20)
+    with serve_images(test_hub, data_dir) as server:
+        yield server
 
 
 @pytest.fixture(scope="session")
