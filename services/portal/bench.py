@@ -19,7 +19,6 @@ import contextlib
 import random
 import statistics
 import tempfile
-import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -153,31 +152,18 @@ class _BenchVerifier:
 
 @contextlib.contextmanager
 def serve_portal(settings: Settings, api_url: str, token: str) -> Iterator[str]:
-    """The portal app on a free loopback port (a thread); yields its base URL."""
-    import uvicorn
-
+    """The portal app on a free loopback port (a thread), accepting *token*; yields its base
+    URL."""
     from sciplat.services.portal.app import create_app
-    from sciplat.services.tap.pgcluster import free_port
+    from sciplat.services.tap.bench import serve_app
 
-    port = free_port()
     prefix = "/services/portal"
     app = create_app(
         settings, prefix=prefix, hub_api_url="http://127.0.0.1:9/hub/api", api_url=api_url
     )
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, name="portal-bench", daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 120
-    while not server.started:
-        if time.monotonic() > deadline or not thread.is_alive():
-            raise RuntimeError("the portal did not start")
-        time.sleep(0.1)
-    app.state.portal.verifier = _BenchVerifier(token)
-    try:
-        yield f"http://127.0.0.1:{port}{prefix}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=30)
+    with serve_app(app) as root:
+        app.state.portal.verifier = _BenchVerifier(token)  # set up by the app's lifespan
+        yield f"{root}{prefix}"
 
 
 def run_benchmark(
@@ -205,7 +191,7 @@ def run_benchmark(
         progress(f"building a {rows:,}-row catalog")
         build_seconds, _ = _timed(
             lambda: build_sample_catalog(
-                root / "data" / "dataset", objects=rows, sources_per_object=1
+                root / "data" / "dataset", objects=rows, sources_per_object=0
             )
         )
         catalog = CatalogConfig(max_rows=rows + 1, default_maxrec=rows)
