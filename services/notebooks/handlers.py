@@ -181,7 +181,12 @@ def build_router() -> APIRouter:
         if kind == "ipynb":
             return FileResponse(path, media_type=_MEDIA_TYPES[kind], filename=f"run-{job_id}.ipynb")
         # Notebook output is untrusted HTML: never let it run with this origin's rights.
-        return FileResponse(path, media_type=_MEDIA_TYPES[kind], headers=_SANDBOX)
+        headers = {**_SANDBOX, "Vary": "Accept-Encoding"}
+        packed = path.with_name(f"{path.name}.gz")
+        if "gzip" in request.headers.get("accept-encoding", "") and packed.is_file():
+            headers["Content-Encoding"] = "gzip"
+            path = packed
+        return FileResponse(path, media_type=_MEDIA_TYPES[kind], headers=headers)
 
     @router.delete("/jobs/{job_id}")
     async def cancel(

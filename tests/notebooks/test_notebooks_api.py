@@ -89,6 +89,11 @@ async def test_run_poll_render_cache_and_history(nb_client, auth):
     assert html.status_code == 200
     assert "square 49 b False alice" in html.text
     assert "sandbox" in html.headers["content-security-policy"]
+    assert html.headers["content-encoding"] == "gzip"  # stored compressed, served as stored
+    plain = await nb_client.get(f"{BASE}/jobs/{job['id']}/html",
+                                headers={**h, "Accept-Encoding": "identity"})  # fmt: skip
+    assert "content-encoding" not in plain.headers and plain.text == html.text
+    assert "sandbox" in plain.headers["content-security-policy"]
     ipynb = (await nb_client.get(f"{BASE}/jobs/{job['id']}/ipynb", headers=h)).json()
     assert ipynb["cells"][0]["source"].startswith("# Parameters\nn = 7")
 
