@@ -18,11 +18,11 @@ from fastapi.responses import FileResponse, PlainTextResponse, Response
 
 from sciplat.services.common.auth import AuthenticatedUser, require_scope
 from sciplat.services.common.errors import NotFoundError
+from sciplat.services.images.backend import IMAGE_SCOPE
 from sciplat.services.plugin import AppContext, ServicePlugin
 
 __all__ = ["plugin", "survey_names"]
 
-IMAGE_SCOPE = "custom:image:read"
 _SURVEY = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
 _TILE = re.compile(r"^Norder(\d{1,2})/Dir(\d{1,9})/Npix(\d{1,12})\.(png|fits|tsv)$")
 _ALLSKY = re.compile(r"^Norder3/Allsky\.(png|fits)$")

@@ -2,25 +2,36 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from fastapi import Request
+from fastapi import APIRouter, Depends, Request
 
+from sciplat.services.common.auth import AuthenticatedUser, require_scope
+from sciplat.services.common.params import DaliParams, dali_params
 from sciplat.services.images.butler import ImageRepository
 from sciplat.services.images.obscore import ObsCoreStore
 from sciplat.services.images.signing import UrlSigner
-from sciplat.services.plugin import AppContext
+from sciplat.services.images.vosi import Capability, add_vosi_routes
+from sciplat.services.plugin import AppContext, ServicePlugin
 
 __all__ = [
+    "IMAGE_SCOPE",
     "CutoutLimits",
     "ImageBackend",
+    "ImageRequest",
     "backend_dependency",
     "get_backend",
+    "image_plugin",
+    "image_request",
+    "image_router",
     "shutdown_backend",
 ]
 
 _KEY = "images"
+#: The scope that grants image data, links and cutouts.
+IMAGE_SCOPE = "custom:image:read"
 
 
 @dataclass(frozen=True)
@@ -81,3 +92,39 @@ async def shutdown_backend(context: AppContext) -> None:
 def backend_dependency(request: Request) -> ImageBackend:
     """FastAPI dependency: the image backend."""
     return get_backend(request.app.state.context)
+
+
+@dataclass(frozen=True)
+class ImageRequest:
+    """What every image data endpoint needs: the DALI parameters, the caller, the backend."""
+
+    params: DaliParams
+    user: AuthenticatedUser
+    backend: ImageBackend
+
+
+def image_request(
+    request: Request,
+    params: DaliParams = Depends(dali_params),
+    user: AuthenticatedUser = Depends(require_scope(IMAGE_SCOPE)),
+) -> ImageRequest:
+    """FastAPI dependency: an authorised image request (``custom:image:read``)."""
+    return ImageRequest(params, user, get_backend(request.app.state.context))
+
+
+def image_router(service: str, capabilities: list[Capability]) -> APIRouter:
+    """A router of one image service with its VOSI routes (available when the data is)."""
+    router = APIRouter()
+    add_vosi_routes(router, service, capabilities, lambda c: get_backend(c).available())
+    return router
+
+
+async def _startup(context: AppContext) -> None:
+    get_backend(context)
+
+
+def image_plugin(name: str, router_factory: Callable[[], APIRouter]) -> ServicePlugin:
+    """The plugin of an image service that needs nothing but the shared backend."""
+    return ServicePlugin(
+        name=name, router_factory=router_factory, startup=_startup, shutdown=shutdown_backend
+    )

@@ -19,21 +19,20 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response, StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
-from sciplat.services.common.auth import AuthenticatedUser, require_scope
 from sciplat.services.common.errors import NotFoundError, UsageError
-from sciplat.services.common.params import DaliParams, dali_params
 from sciplat.services.images import fitsfiles
 from sciplat.services.images.backend import (
     ImageBackend,
+    ImageRequest,
     backend_dependency,
-    get_backend,
-    shutdown_backend,
+    image_plugin,
+    image_request,
+    image_router,
 )
 from sciplat.services.images.butler import DatasetInfo, did_for
-from sciplat.services.images.sia import IMAGE_SCOPE, VOTABLE, datalink_url
-from sciplat.services.images.vosi import Capability, add_vosi_routes
+from sciplat.services.images.sia import VOTABLE, datalink_url
+from sciplat.services.images.vosi import Capability
 from sciplat.services.images.votable import Field, votable_document
-from sciplat.services.plugin import AppContext, ServicePlugin
 
 __all__ = ["Link", "links_for", "plugin", "service_descriptor"]
 
@@ -85,12 +84,25 @@ def download_url(backend: ImageBackend, dataset: DatasetInfo, plane: str, user: 
     return f"{backend.url('datalink', 'files')}/{dataset.id}?{query}"
 
 
-def _plane_size(dataset: DatasetInfo, plane: str) -> int | None:
-    layout = fitsfiles.layout_of(dataset.location)
-    part = layout.planes.get(plane.upper())
-    if part is None:
-        return None
-    return (0 if part.index == 0 else 2880) + part.end - part.start
+def _file_link(
+    backend: ImageBackend,
+    did: str,
+    semantics: str,
+    dataset: DatasetInfo,
+    user: str,
+    description: str,
+    plane: str = "file",
+    size: int | None = None,
+) -> Link:
+    """A signed download of *dataset* (the whole file, or one *plane* of *size* bytes)."""
+    return Link(
+        id=did,
+        semantics=semantics,
+        access_url=download_url(backend, dataset, plane, user),
+        description=description,
+        content_type=FITS,
+        content_length=dataset.size if plane == "file" else size,
+    )
 
 
 def links_for(backend: ImageBackend, did: str, user: str) -> list[Link]:
@@ -100,31 +112,20 @@ def links_for(backend: ImageBackend, did: str, user: str) -> list[Link]:
     except (UsageError, NotFoundError) as exc:
         return [Link(id=did, semantics="#this", error_message=f"NotFoundFault: {exc.message}")]
     what = f"{dataset.dataset_type} {_describe(dataset.data_id)}"
-    links = [
-        Link(
-            id=did,
-            semantics="#this",
-            access_url=download_url(backend, dataset, "file", user),
-            description=f"The FITS file of {what}",
-            content_type=FITS,
-            content_length=dataset.size,
-        )
-    ]
+    links = [_file_link(backend, did, "#this", dataset, user, f"The FITS file of {what}")]
     try:
         layout = fitsfiles.layout_of(dataset.location)
     except (OSError, ValueError):
         layout = None
     if layout is not None:
         for plane, text in (("MASK", "mask plane"), ("VARIANCE", "variance plane")):
-            if plane in layout.planes:
+            part = layout.planes.get(plane)
+            if part is not None:
+                description = f"The {text} of {what}"
+                size = part.download_size
                 links.append(
-                    Link(
-                        id=did,
-                        semantics="#auxiliary",
-                        access_url=download_url(backend, dataset, plane.lower(), user),
-                        description=f"The {text} of {what}",
-                        content_type=FITS,
-                        content_length=_plane_size(dataset, plane),
+                    _file_link(
+                        backend, did, "#auxiliary", dataset, user, description, plane.lower(), size
                     )
                 )
         if layout.wcs is not None:
@@ -138,27 +139,11 @@ def links_for(backend: ImageBackend, did: str, user: str) -> list[Link]:
                 )
             )
     for semantics, calib in backend.repo.calibrations(dataset):
-        links.append(
-            Link(
-                id=did,
-                semantics=semantics,
-                access_url=download_url(backend, calib, "file", user),
-                description=f"{calib.dataset_type} {_describe(calib.data_id)} ({calib.run})",
-                content_type=FITS,
-                content_length=calib.size,
-            )
-        )
+        description = f"{calib.dataset_type} {_describe(calib.data_id)} ({calib.run})"
+        links.append(_file_link(backend, did, semantics, calib, user, description))
     for raw in backend.repo.raws(dataset):
-        links.append(
-            Link(
-                id=did,
-                semantics="#progenitor",
-                access_url=download_url(backend, raw, "file", user),
-                description=f"The raw exposure {_describe(raw.data_id)}",
-                content_type=FITS,
-                content_length=raw.size,
-            )
-        )
+        description = f"The raw exposure {_describe(raw.data_id)}"
+        links.append(_file_link(backend, did, "#progenitor", raw, user, description))
     links.extend(_coadd_inputs(backend, did))
     return links
 
@@ -250,31 +235,24 @@ def _links_response(backend: ImageBackend, ids: list[str], user: str) -> Streami
 
 
 def _router() -> APIRouter:
-    router = APIRouter()
-    add_vosi_routes(
-        router,
+    router = image_router(
         "datalink",
         [Capability("ivo://ivoa.net/std/DataLink#links-1.1", "links", version="1.1")],
-        lambda context: get_backend(context).available(),
     )
 
     @router.api_route("/links", methods=["GET", "POST"])
-    async def links(
-        params: DaliParams = Depends(dali_params),
-        user: AuthenticatedUser = Depends(require_scope(IMAGE_SCOPE)),
-        backend: ImageBackend = Depends(backend_dependency),
-    ) -> StreamingResponse:
+    async def links(call: ImageRequest = Depends(image_request)) -> StreamingResponse:
         """DataLink {links}: the files, planes, calibrations, progenitors and cutout service."""
-        ids = [i.strip() for i in params.getlist("ID") if i.strip()]
+        ids = [i.strip() for i in call.params.getlist("ID") if i.strip()]
         if not ids:
             raise UsageError("ID is required (the dataset's obs_publisher_did)")
         if len(ids) > MAX_IDS:
             raise UsageError(f"{len(ids)} IDs given; at most {MAX_IDS} per request")
-        fmt = params.single("RESPONSEFORMAT")
+        fmt = call.params.single("RESPONSEFORMAT")
         if fmt is not None and not fmt.lower().startswith(("votable", "application/x-votable")):
             raise UsageError(f"RESPONSEFORMAT {fmt!r} is not supported; use votable")
-        backend.obscore.snapshot()  # 503 now rather than per-row errors if the data is missing
-        return await run_in_threadpool(_links_response, backend, ids, user.name)
+        call.backend.obscore.snapshot()  # 503 now rather than per-row errors if the data is missing
+        return await run_in_threadpool(_links_response, call.backend, ids, call.user.name)
 
     @router.get("/files/{dataset_id}")
     async def files(
@@ -302,7 +280,7 @@ def _router() -> APIRouter:
             if part is None:
                 raise NotFoundError(f"Dataset {did} has no {plane!r} plane")
             body = fitsfiles.stream_plane(dataset.location, part, cards={"DATASET": did})
-            length = (0 if part.index == 0 else 2880) + part.end - part.start
+            length = part.download_size
             name += f"_{plane}"
         headers = {
             "Content-Length": str(length),
@@ -313,10 +291,4 @@ def _router() -> APIRouter:
     return router
 
 
-async def _startup(context: AppContext) -> None:
-    get_backend(context)
-
-
-plugin = ServicePlugin(
-    name="datalink", router_factory=_router, startup=_startup, shutdown=shutdown_backend
-)
+plugin = image_plugin("datalink", _router)

@@ -35,6 +35,11 @@ class Plane:
     end: int
     header: Any  # astropy.io.fits.Header
 
+    @property
+    def download_size(self) -> int:
+        """Bytes of the file :func:`stream_plane` makes of it (a primary header block first)."""
+        return (0 if self.index == 0 else 2880) + self.end - self.start
+
 
 @dataclass(frozen=True)
 class FileLayout:

@@ -13,25 +13,24 @@ from dataclasses import dataclass, field
 from fastapi import APIRouter, Depends
 from fastapi.responses import StreamingResponse
 
-from sciplat.services.common.auth import AuthenticatedUser, require_scope
 from sciplat.services.common.errors import UsageError
-from sciplat.services.common.params import DaliParams, dali_params
+from sciplat.services.common.params import DaliParams
 from sciplat.services.images.backend import (
+    IMAGE_SCOPE,
     ImageBackend,
-    backend_dependency,
-    get_backend,
-    shutdown_backend,
+    ImageRequest,
+    image_plugin,
+    image_request,
+    image_router,
 )
 from sciplat.services.images.intervals import parse_band, parse_interval, parse_pol, parse_time
 from sciplat.services.images.obscore import ObsCoreRow
 from sciplat.services.images.regions import SkyRegion, parse_pos
-from sciplat.services.images.vosi import Capability, add_vosi_routes
+from sciplat.services.images.vosi import Capability
 from sciplat.services.images.votable import votable_document
-from sciplat.services.plugin import AppContext, ServicePlugin
 
-__all__ = ["SiaQuery", "datalink_url", "parse_sia", "plugin", "search"]
+__all__ = ["IMAGE_SCOPE", "SiaQuery", "datalink_url", "parse_sia", "plugin", "search"]
 
-IMAGE_SCOPE = "custom:image:read"
 VOTABLE = "application/x-votable+xml"
 DEFAULT_MAXREC = 1000
 MAX_MAXREC = 100_000
@@ -183,30 +182,17 @@ def results_document(backend: ImageBackend, query: SiaQuery) -> StreamingRespons
 
 
 def _router() -> APIRouter:
-    router = APIRouter()
-    add_vosi_routes(
-        router,
+    router = image_router(
         "sia",
         [Capability("ivo://ivoa.net/std/SIA#query-2.0", "query", version="2.0")],
-        lambda context: get_backend(context).available(),
     )
 
     @router.api_route("/query", methods=["GET", "POST"])
-    async def query(
-        params: DaliParams = Depends(dali_params),
-        user: AuthenticatedUser = Depends(require_scope(IMAGE_SCOPE)),
-        backend: ImageBackend = Depends(backend_dependency),
-    ) -> StreamingResponse:
+    async def query(call: ImageRequest = Depends(image_request)) -> StreamingResponse:
         """SIA 2.0 query: ObsCore rows of the images matching the parameters."""
-        return results_document(backend, parse_sia(params))
+        return results_document(call.backend, parse_sia(call.params))
 
     return router
 
 
-async def _startup(context: AppContext) -> None:
-    get_backend(context)
-
-
-plugin = ServicePlugin(
-    name="sia", router_factory=_router, startup=_startup, shutdown=shutdown_backend
-)
+plugin = image_plugin("sia", _router)

@@ -22,16 +22,19 @@ from starlette.concurrency import run_in_threadpool
 
 from sciplat.services.common.auth import AuthenticatedUser, require_scope
 from sciplat.services.common.errors import UsageError
-from sciplat.services.common.params import DaliParams, dali_params
+from sciplat.services.common.params import DaliParams
 from sciplat.services.common.uws.handlers import UWSRoutes, install_uws_routes
 from sciplat.services.common.uws.models import Job, JobResult
 from sciplat.services.common.uws.service import CancelToken, UWSService
 from sciplat.services.common.uws.store import JobStore, open_job_store
 from sciplat.services.common.votable import VOTABLE_MEDIA_TYPE, error_votable
 from sciplat.services.images.backend import (
+    IMAGE_SCOPE,
     ImageBackend,
-    backend_dependency,
+    ImageRequest,
     get_backend,
+    image_request,
+    image_router,
     shutdown_backend,
 )
 from sciplat.services.images.intervals import parse_band, parse_pol, parse_time
@@ -41,8 +44,7 @@ from sciplat.services.images.regions import (
     parse_polygon,
     parse_pos,
 )
-from sciplat.services.images.sia import IMAGE_SCOPE
-from sciplat.services.images.vosi import Capability, add_vosi_routes
+from sciplat.services.images.vosi import Capability
 from sciplat.services.plugin import AppContext, ServicePlugin
 
 __all__ = ["SodaJobs", "SodaParameters", "parse_soda", "plugin", "run_cutout"]
@@ -191,15 +193,12 @@ async def _job_parameters(
 
 
 def _router() -> APIRouter:
-    router = APIRouter()
-    add_vosi_routes(
-        router,
+    router = image_router(
         "soda",
         [
             Capability("ivo://ivoa.net/std/SODA#sync-1.0", "sync", version="1.0"),
             Capability("ivo://ivoa.net/std/SODA#async-1.0", "async", version="1.0"),
         ],
-        lambda context: get_backend(context).available(),
     )
     install_uws_routes(
         router,
@@ -216,13 +215,9 @@ def _router() -> APIRouter:
     )
 
     @router.api_route("/sync", methods=["GET", "POST"])
-    async def sync(
-        params: DaliParams = Depends(dali_params),
-        user: AuthenticatedUser = Depends(require_scope(IMAGE_SCOPE)),
-        backend: ImageBackend = Depends(backend_dependency),
-    ) -> Response:
+    async def sync(call: ImageRequest = Depends(image_request)) -> Response:
         """SODA sync: the cutouts, as one FITS file."""
-        request = parse_soda(params)
+        request, backend = parse_soda(call.params), call.backend
         # Spooled to disk past 16 MiB, then streamed: large cutouts never sit in memory.
         spool = tempfile.SpooledTemporaryFile(max_size=16 * 2**20)  # noqa: SIM115 - closed by _stream
         try:
