@@ -11,10 +11,28 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from sciplat.services.common.errors import ServiceError
+
 # The TAP backend's configuration (one definition, so the two cannot drift apart).
 from sciplat.services.tap.storage.duckdb import CATALOG_CONFIG
 
-__all__ = ["CATALOG_CONFIG", "connect_catalog"]
+__all__ = ["CATALOG_CONFIG", "CatalogUnavailableError", "catalog_stamp", "connect_catalog"]
+
+
+class CatalogUnavailableError(ServiceError):
+    """The catalog is not there (not built yet, or being rebuilt): HTTP 503."""
+
+    status_code = 503
+    error_code = "ServiceUnavailable"
+
+
+def catalog_stamp(path: Path, missing: str) -> tuple[float, int]:
+    """(mtime, size) of the catalog file, to notice a rebuild; *missing* is the 503 message."""
+    try:
+        stat = path.stat()
+    except FileNotFoundError:
+        raise CatalogUnavailableError(missing) from None
+    return (stat.st_mtime, stat.st_size)
 
 
 def connect_catalog(path: Path) -> Any:

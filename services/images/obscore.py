@@ -17,7 +17,7 @@ import lsst.sphgeom as sg
 
 from sciplat.pipelines.obscore_model import OBSCORE_COLUMNS, obscore_column
 from sciplat.services.images.butler import DataUnavailableError
-from sciplat.services.images.catalogdb import connect_catalog
+from sciplat.services.images.catalogdb import catalog_stamp, connect_catalog
 from sciplat.services.images.regions import parse_s_region
 from sciplat.services.images.votable import Field
 
@@ -79,13 +79,9 @@ class ObsCoreStore:
         self._fields: list[Field] = []
 
     def _load(self) -> None:
-        try:
-            stat = self.catalog.stat()
-        except FileNotFoundError:
-            raise DataUnavailableError(
-                "The ObsCore table is not available (the data preview is not built)"
-            ) from None
-        stamp = (stat.st_mtime, stat.st_size)
+        stamp = catalog_stamp(
+            self.catalog, "The ObsCore table is not available (the data preview is not built)"
+        )
         if stamp == self._stamp:
             return
         import duckdb

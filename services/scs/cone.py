@@ -19,8 +19,11 @@ from typing import Any
 
 import numpy as np
 
-from sciplat.services.common.errors import ServiceError
-from sciplat.services.images.catalogdb import connect_catalog
+from sciplat.services.images.catalogdb import (
+    CatalogUnavailableError,
+    catalog_stamp,
+    connect_catalog,
+)
 from sciplat.services.images.votable import Field
 
 __all__ = ["ConeCatalog", "ConeColumn", "ConeResult"]
@@ -39,11 +42,6 @@ _TYPES = {
     "TINYINT": "short",
     "BOOLEAN": "boolean",
 }
-
-
-class CatalogUnavailableError(ServiceError):
-    status_code = 503
-    error_code = "ServiceUnavailable"
 
 
 @dataclass(frozen=True)
@@ -84,13 +82,7 @@ class ConeCatalog:
 
     def _connect(self) -> Any:
         """The shared read-only connection (re-opened when the catalog file changes)."""
-        try:
-            stat = self.catalog.stat()
-        except FileNotFoundError:
-            raise CatalogUnavailableError(
-                "The catalog is not available (no data preview)"
-            ) from None
-        stamp = (stat.st_mtime, stat.st_size)
+        stamp = catalog_stamp(self.catalog, "The catalog is not available (no data preview)")
         with self._lock:
             if self._con is None or stamp != self._stamp:
                 import duckdb
