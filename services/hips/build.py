@@ -46,9 +46,19 @@ def read_properties(directory: Path) -> dict[str, str]:
     return properties
 
 
-def _write_properties(directory: Path, properties: dict[str, object]) -> None:
+def write_properties(directory: Path, properties: dict[str, object]) -> None:
     lines = [f"{key:24s} = {value}" for key, value in properties.items()]
     (directory / "properties").write_text("\n".join(lines) + "\n")
+
+
+def replace_directory(built: Path, output: Path) -> None:
+    """Put the freshly *built* directory in place of *output* (the old one removed after)."""
+    old = output.parent / f".{output.name}.old"
+    shutil.rmtree(old, ignore_errors=True)
+    if output.exists():
+        output.rename(old)
+    built.rename(output)
+    shutil.rmtree(old, ignore_errors=True)
 
 
 def _source_images(butler_root: Path, band: str | None) -> tuple[str, dict[str, list[Path]]]:
@@ -194,7 +204,7 @@ def build_survey(
     tiles = _png_tiles(tmp, cut, cmap)
     _allsky(tmp, tile_size, cut, cmap)
     (tmp / "index.html").unlink(missing_ok=True)  # it loads Aladin from the internet
-    _write_properties(
+    write_properties(
         tmp,
         {
             "creator_did": creator_did,
@@ -221,12 +231,7 @@ def build_survey(
             "sciplat_tile_count": tiles,
         },
     )
-    old = output.parent / f".{output.name}.old"
-    shutil.rmtree(old, ignore_errors=True)
-    if output.exists():
-        output.rename(old)
-    tmp.rename(output)
-    shutil.rmtree(old, ignore_errors=True)
+    replace_directory(tmp, output)
     say(f"{title}: {tiles} tiles per format")
     return output
 

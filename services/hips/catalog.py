@@ -14,6 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
+from sciplat.services.hips.build import replace_directory, write_properties
+
 __all__ = ["build_hips_catalog"]
 
 COLUMNS = (
@@ -32,11 +34,6 @@ def _text(value: object) -> str:
     if value is None or (isinstance(value, float) and value != value):
         return ""
     return str(value)
-
-
-def _write_properties(directory: Path, values: dict[str, object]) -> None:
-    text = "".join(f"{key:24s} = {value}\n" for key, value in values.items())
-    (directory / "properties").write_text(text)
 
 
 def build_hips_catalog(
@@ -95,7 +92,7 @@ def build_hips_catalog(
             lines = ["\t".join(map(_text, rows[i])) + "\n" for i in remaining[chosen]]
             (folder / f"Npix{int(pixel)}.tsv").write_text(header + "".join(lines))
         remaining = remaining[~keep]
-    _write_properties(
+    write_properties(
         tmp,
         {
             "creator_did": f"ivo://sciplat/P/dp/{name}",
@@ -117,10 +114,5 @@ def build_hips_catalog(
             ),
         },
     )
-    old = out.parent / f".{name}.old"
-    shutil.rmtree(old, ignore_errors=True)
-    if out.exists():
-        out.rename(old)
-    tmp.rename(out)
-    shutil.rmtree(old, ignore_errors=True)
+    replace_directory(tmp, out)
     return out
