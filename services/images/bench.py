@@ -80,6 +80,8 @@ def serve_for_bench(dataset: Path, state: Path, port: int, token: str) -> None:
 def _local_server(dataset: Path, say: Say) -> Iterator[tuple[str, str]]:
     import tempfile
 
+    from sciplat.services.tap.bench import wait_until_up
+
     with tempfile.TemporaryDirectory(prefix="sciplat-bench-images-") as tmp:
         import socket
 
@@ -99,18 +101,9 @@ def _local_server(dataset: Path, say: Say) -> Iterator[tuple[str, str]]:
         url = f"http://127.0.0.1:{port}"
         try:
             say(f"starting the image services on {url}")
-            deadline = time.monotonic() + 120
-            while True:
-                if process.poll() is not None:
-                    raise RuntimeError(f"the bench server exited with {process.returncode}")
-                try:
-                    if httpx.get(f"{url}/services/api/health", timeout=2).status_code == 200:
-                        break
-                except httpx.HTTPError:
-                    pass
-                if time.monotonic() > deadline:
-                    raise RuntimeError("the bench server did not start in 120 s")
-                time.sleep(0.3)
+            wait_until_up(
+                f"{url}/services/api/health", timeout=120, alive=lambda: process.poll() is None
+            )
             yield url, token
         finally:
             process.terminate()
@@ -250,6 +243,7 @@ def _measure(
         "service": api,
         "images": len(images),
         "objects_sampled": len(facts["objects"]),
+        "load_average_before": [round(x, 2) for x in os.getloadavg()],
     }
     with make_client() as client:
         # Warm up: Butler, ObsCore, catalog connection, file cache.
@@ -300,4 +294,5 @@ def _measure(
         report["hips_tiles"] = [_throughput(make_client, tile, n, seconds) for n in (1, 4)]
     else:
         report["hips_tiles"] = "no HiPS built (sciplat admin build-hips)"
+    report["load_average_after"] = [round(x, 2) for x in os.getloadavg()]
     return report

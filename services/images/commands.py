@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import click
@@ -20,14 +21,21 @@ def _dataset_dir(config_path: Path | None, dataset: Path | None) -> Path:
     return load_settings(config_path).dataset_dir
 
 
-def register(cli: click.Group) -> None:
-    @group("bench").command("images")
-    @click.option("--config", "config_path", type=click.Path(exists=True, path_type=Path))
-    @click.option(
+def _dataset_options(command: Callable) -> Callable:
+    """``--config`` and ``--dataset``: which data preview a command works on."""
+    command = click.option(
         "--dataset",
         type=click.Path(exists=True, file_okay=False, path_type=Path),
-        help="Data preview to serve (default: the configured one).",
+        help="Data preview root (default: the configured one).",
+    )(command)
+    return click.option("--config", "config_path", type=click.Path(exists=True, path_type=Path))(
+        command
     )
+
+
+def register(cli: click.Group) -> None:
+    @group("bench").command("images")
+    @_dataset_options
     @click.option("--url", help="Measure a running platform at this URL instead.")
     @click.option("--token", envvar="SCIPLAT_TOKEN", help="Hub token for --url.")
     @click.option("--seconds", type=float, default=5.0, show_default=True, help="Per load level.")
@@ -70,12 +78,7 @@ def register(cli: click.Group) -> None:
                 click.echo(f"HiPS, {row['clients']} clients      {row['req_per_s']} tiles/s")
 
     @group("admin").command("build-hips")
-    @click.option("--config", "config_path", type=click.Path(exists=True, path_type=Path))
-    @click.option(
-        "--dataset",
-        type=click.Path(exists=True, file_okay=False, path_type=Path),
-        help="Data preview root (default: the configured one).",
-    )
+    @_dataset_options
     @click.option("--band", "bands", multiple=True, help="Only these bands (repeatable).")
     @click.option("--binning", type=int, default=2, show_default=True, help="Pixels per bin.")
     def build_hips_command(
