@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import math
-import subprocess
 from urllib.parse import parse_qs, urlparse
 
 import pytest
 import requests
 from astropy.io.votable import parse_single_table
+from imagetools import stilts, votlint
 
 pytestmark = pytest.mark.integration
 
@@ -164,40 +164,35 @@ def test_pyvo_sia2(image_server, tokens, visit_image):
 
 def test_stilts_votlint_and_cone_sia2(image_server, tokens, visit_image, tmp_path):
     token = tokens["alice"]
-    response = requests.get(
-        f"{image_server.api}/sia/query",
-        params={"POS": f"CIRCLE {visit_image['s_ra']} {visit_image['s_dec']} 0.05"},
-        headers={"Authorization": f"Bearer {token}"},
-        timeout=60,
-    )
-    path = tmp_path / "sia.xml"
-    path.write_bytes(response.content)
-    lint = subprocess.run(
-        ["stilts", "votlint", f"votable={path}"], capture_output=True, text=True, timeout=120
-    )
-    assert lint.returncode == 0, lint.stdout + lint.stderr
-    assert "ERROR" not in lint.stdout, lint.stdout
+    position = f"CIRCLE {visit_image['s_ra']} {visit_image['s_dec']} 0.05"
+    for name, params in [
+        ("overflow", {"POS": position, "MAXREC": 2}),  # rows and the trailing OVERFLOW INFO
+        ("error", {"POS": "CIRCLE 400 0 1"}),
+    ]:
+        response = requests.get(
+            f"{image_server.api}/sia/query",
+            params=params,
+            headers={"Authorization": f"Bearer {token}"},
+            timeout=60,
+        )
+        path = tmp_path / f"sia-{name}.xml"
+        path.write_bytes(response.content)
+        assert votlint(path) == "", name  # no error and no warning
 
-    cone = subprocess.run(
-        [
-            "stilts",
-            "-Dstar.basicauth.user=token",
-            f"-Dstar.basicauth.password={token}",
-            "cone",
-            "servicetype=sia2",
-            f"serviceurl={image_server.api}/sia/query",
-            f"lon={visit_image['s_ra']}",
-            f"lat={visit_image['s_dec']}",
-            "radius=0.001",
-            f"out={tmp_path / 'out.csv'}",
-            "ofmt=csv",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
+    out = tmp_path / "out.csv"
+    cone = stilts(
+        "cone",
+        "servicetype=sia2",
+        f"serviceurl={image_server.api}/sia/query",
+        f"lon={visit_image['s_ra']}",
+        f"lat={visit_image['s_dec']}",
+        "radius=0.001",
+        f"out={out}",
+        "ofmt=csv",
+        token=token,
     )
     assert cone.returncode == 0, cone.stdout + cone.stderr
-    assert visit_image["obs_publisher_did"] in (tmp_path / "out.csv").read_text()
+    assert visit_image["obs_publisher_did"] in out.read_text()
 
 
 def test_mounted_in_the_hub_managed_api_service(test_hub):

@@ -11,6 +11,7 @@ import requests
 from astropy.coordinates import SkyCoord
 from astropy.io import fits
 from astropy.wcs import WCS
+from imagetools import votlint
 
 pytestmark = pytest.mark.integration
 
@@ -215,3 +216,17 @@ async def test_async_jobs(api, image_server, tokens, visit_image):
     assert phase == "ERROR"
     assert "needs a region" in (await api.get(f"{url}/error")).text
     assert (await api.delete(url)).status_code == 303
+
+
+def test_error_documents_pass_votlint(image_server, tokens, visit_image, tmp_path):
+    response = requests.get(
+        f"{image_server.api}/soda/sync",
+        params={"ID": visit_image["obs_publisher_did"], "CIRCLE": "10 10 0.01"},
+        headers={"Authorization": f"Bearer {tokens['alice']}"},
+        timeout=60,
+    )
+    assert response.status_code == 400
+    assert "does not overlap the footprint" in response.text
+    document = tmp_path / "error.xml"
+    document.write_bytes(response.content)
+    assert votlint(document) == ""  # the DALI error document: no error and no warning
