@@ -64,7 +64,7 @@ def test_postgres_pool_survives_errors_and_abandoned_streams(postgres_catalog) -
     assert batch.schema.field("s").type == pa.float64()
     assert batch.to_pylist() == [{"s": 10.0, "a": 2.5, "n": None}]
     # Uploads are temporary tables of their query only.
-    upload = pa.table({"id": [1, 2, None]})
+    upload = pa.table({"Id": [1, 2, None]})  # column names are lower-cased, as in the catalog
     with catalog.execute("SELECT id FROM tap_upload_t", uploads={"tap_upload_t": upload}) as r:
         assert pa.Table.from_batches(list(r.batches), r.schema)["id"].to_pylist() == [1, 2, None]
     with pytest.raises(Exception, match="tap_upload_t"):

@@ -174,6 +174,8 @@ class PostgresCatalog(Catalog):
         try:
             cur.execute("BEGIN")
             for name, table in uploads.items():
+                # Lower-cased column names, as the translator spells columns for PostgreSQL.
+                table = table.rename_columns([c.lower() for c in table.column_names])
                 cur.adbc_ingest(name, table, mode="create", temporary=True)
             cur.execute("SET TRANSACTION READ ONLY")
             if timeout:
