@@ -158,9 +158,37 @@ def bench_drp(data_dir: str | None, workers: str, bands: str | None, as_json: bo
         )
 
 
+@click.command("publish-apdb")
+@click.argument("apdb_config", type=click.Path(exists=True, dir_okay=False))
+@click.option("--postgres-url", help="Also load the tables into this PostgreSQL (writer URL).")
+@click.option("--data-dir", type=click.Path(file_okay=False), help="Root of sciplat's state.")
+@click.option("--config", "config_path", type=click.Path(exists=True, dir_okay=False))
+def publish_apdb_command(
+    apdb_config: str, postgres_url: str | None, data_dir: str | None, config_path: str | None
+) -> None:
+    """Replace dp1.DiaSource/DiaObject with what prompt processing stored in an APDB
+    (APDB_CONFIG: its apdb.yaml, made by `sciplat pipeline run prompt --apdb DIR`)."""
+    from sciplat.config import load_settings
+    from sciplat.pipelines.drp.dia import publish_apdb
+    from sciplat.pipelines.drp.release import ReleaseError
+
+    settings = load_settings(config_path, data_dir=data_dir)
+    try:
+        counts = publish_apdb(
+            settings.dataset_dir,
+            apdb_config,
+            postgres_url=postgres_url,
+            say=lambda msg: click.echo(msg, err=True),
+        )
+    except ReleaseError as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo("published: " + ", ".join(f"{k} {v} rows" for k, v in counts.items()))
+
+
 def register(cli: click.Group) -> None:
     from sciplat.cli import group
     from sciplat.pipelines.commands import data
 
     data.add_command(release)
+    data.add_command(publish_apdb_command)
     group("bench").add_command(bench_drp)

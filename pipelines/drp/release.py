@@ -363,63 +363,124 @@ def publish_release(
     spec = db.TABLES["ivoa.ObsCore"]
     counts["ivoa.ObsCore"] = db.write_plain(spec, parquet / spec.schema / spec.name, obscore)
     counts["coadds"] = len(coadd_refs)
+    reload_catalogs(
+        root,
+        counts=counts,
+        record={"run": run},
+        tables=[*RELEASE_TABLES, "ivoa.ObsCore"],
+        postgres_url=postgres_url,
+        say=say,
+    )
+    return counts
+
+
+def reload_catalogs(
+    root: Path,
+    *,
+    counts: dict[str, int],
+    record: dict[str, str],
+    tables: Sequence[str],
+    postgres_url: str | None = None,
+    say: Say | None = None,
+) -> None:
+    """After new Parquet *tables*: rebuild the DuckDB database and TAP_SCHEMA (a new file
+    renamed over the old one, so a reader reopening it sees a whole catalog), redraw the HiPS
+    Object catalogue, replace *tables* in PostgreSQL, note it, make it readable by labs."""
+    from sciplat.pipelines import database as db
+    from sciplat.pipelines.dataset import _publish
+
+    say = say or (lambda msg: None)
     say("[release] loading DuckDB and TAP_SCHEMA")
     db_path = root / "catalog" / "catalog.duckdb"
-    db.build_database(db_path, parquet, db.TABLES.values())
-    if (root / "hips").is_dir():
+    db.build_database(db_path, root / "catalog" / "parquet", db.TABLES.values())
+    if "dp1.Object" in tables and (root / "hips").is_dir():
         from sciplat.services.hips.catalog import build_hips_catalog
 
         say("[release] HiPS catalogue of dp1.Object")
         build_hips_catalog(root)
     if postgres_url:
         say("[release] PostgreSQL")
-        load_postgres(postgres_url, db_path)
-    _record(root, run, counts)
-    from sciplat.pipelines.dataset import _publish
-
+        load_postgres(postgres_url, db_path, tables=tables)
+    _record(root, counts, record)
     _publish(root)  # new files (coadds, Parquet, the database) readable by lab accounts
-    return counts
 
 
-def _record(root: Path, run: str, counts: dict[str, int]) -> None:
-    """Update ``dataset.json``'s counts and note the release (``release.json``)."""
+def _write_json(path: Path, value: dict) -> None:
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(value, indent=2))
+    os.replace(tmp, path)
+
+
+def _record(root: Path, counts: dict[str, int], record: dict[str, str]) -> None:
+    """Update ``dataset.json``'s counts and note what was published in ``release.json``
+    (``run`` of the data release, ``apdb`` of the published DIA tables)."""
     info_path = root / "dataset.json"
     if info_path.exists():
         info = json.loads(info_path.read_text())
         info.setdefault("counts", {}).update({k: v for k, v in counts.items() if k != "coadds"})
-        tmp = info_path.with_suffix(".json.tmp")
-        tmp.write_text(json.dumps(info, indent=2))
-        os.replace(tmp, info_path)
-    note = {
-        "run": run,
-        "published_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-        "counts": counts,
-    }
-    (root / "release.json").write_text(json.dumps(note, indent=2))
+        _write_json(info_path, info)
+    note_path = root / "release.json"
+    note = json.loads(note_path.read_text()) if note_path.exists() else {}
+    stamp = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+    note.update({**record, "published_at": stamp})
+    note.setdefault("counts", {}).update(counts)
+    _write_json(note_path, note)
 
 
 # -- PostgreSQL -------------------------------------------------------------------------------
 
 _Q3C = {
     "dp1.object": ("coord_ra", "coord_dec"),
+    "dp1.diasource": ("ra", "dec"),
+    "dp1.diaobject": ("ra", "dec"),
     "dp1.source": ("ra", "dec"),
     "dp1.forcedsource": ("coord_ra", "coord_dec"),
 }
 
 
-def load_postgres(url: str, duckdb_path: str | Path, reader_role: str | None = None) -> None:
-    """Replace the release tables, ObsCore and TAP_SCHEMA in PostgreSQL (lower-cased names, as
-    the postgres TAP backend reads them) from the DuckDB catalog; q3c-index positions when the
-    extension is there. *reader_role* gets SELECT on them."""
+def copy_duckdb_table(source: Any, con: Any, schema: str, table: str) -> tuple[str, str]:
+    """Copy one DuckDB table (*source*: a DuckDB cursor) into PostgreSQL (*con*: psycopg)
+    under lower-cased names, replacing a table of that name; returns (schema, table)."""
+    from sciplat.services.tap.pgcluster import _PG_TYPES
+
+    pg_schema, pg_table = schema.lower(), table.lower()
+    columns = source.execute(
+        "SELECT column_name, data_type FROM information_schema.columns "
+        "WHERE table_schema = ? AND table_name = ? ORDER BY ordinal_position",
+        [schema, table],
+    ).fetchall()
+    definition = ", ".join(
+        f'"{name.lower()}" {_PG_TYPES.get(kind, "text")}' for name, kind in columns
+    )
+    names = ", ".join(f'"{name.lower()}"' for name, _ in columns)
+    con.execute(f'CREATE SCHEMA IF NOT EXISTS "{pg_schema}"')
+    con.execute(f'DROP TABLE IF EXISTS "{pg_schema}"."{pg_table}"')
+    con.execute(f'CREATE TABLE "{pg_schema}"."{pg_table}" ({definition})')
+    result = source.execute(f'SELECT * FROM "{schema}"."{table}"')
+    with con.cursor().copy(f'COPY "{pg_schema}"."{pg_table}" ({names}) FROM STDIN') as copy:
+        while rows := result.fetchmany(50_000):
+            for row in rows:
+                copy.write_row(row)
+    return pg_schema, pg_table
+
+
+def load_postgres(
+    url: str,
+    duckdb_path: str | Path,
+    reader_role: str | None = None,
+    tables: Sequence[str] = (*RELEASE_TABLES, "ivoa.ObsCore"),
+) -> None:
+    """Replace *tables* (default: the release tables and ObsCore) and TAP_SCHEMA in PostgreSQL
+    (lower-cased names, as the postgres TAP backend reads them) from the DuckDB catalog;
+    q3c-index positions when the extension is there. *reader_role* gets SELECT on them."""
     import psycopg
 
-    from sciplat.services.tap.pgcluster import _PG_TYPES
     from sciplat.services.tap.storage.duckdb import DuckDBCatalog
 
     # Opened as the TAP service opens it (one configuration per file and process in DuckDB).
     duck = DuckDBCatalog(Path(duckdb_path))
     source = duck._cursor()
-    wanted = [*RELEASE_TABLES, "ivoa.ObsCore"]
+    wanted = list(tables)
     tap = source.execute(
         "SELECT table_name FROM information_schema.tables WHERE table_schema = 'tap_schema'"
     ).fetchall()
@@ -433,27 +494,8 @@ def load_postgres(url: str, duckdb_path: str | Path, reader_role: str | None = N
                 has_q3c = False
             for qualified in wanted:
                 schema, table = qualified.split(".")
-                pg_schema, pg_table = schema.lower(), table.lower()
-                columns = source.execute(
-                    "SELECT column_name, data_type FROM information_schema.columns "
-                    "WHERE table_schema = ? AND table_name = ? ORDER BY ordinal_position",
-                    [schema, table],
-                ).fetchall()
-                definition = ", ".join(
-                    f'"{name.lower()}" {_PG_TYPES.get(kind, "text")}' for name, kind in columns
-                )
-                names = ", ".join(f'"{name.lower()}"' for name, _ in columns)
                 with con.transaction():
-                    con.execute(f'CREATE SCHEMA IF NOT EXISTS "{pg_schema}"')
-                    con.execute(f'DROP TABLE IF EXISTS "{pg_schema}"."{pg_table}"')
-                    con.execute(f'CREATE TABLE "{pg_schema}"."{pg_table}" ({definition})')
-                    result = source.execute(f'SELECT * FROM "{schema}"."{table}"')
-                    with con.cursor().copy(
-                        f'COPY "{pg_schema}"."{pg_table}" ({names}) FROM STDIN'
-                    ) as copy:
-                        while rows := result.fetchmany(50_000):
-                            for row in rows:
-                                copy.write_row(row)
+                    pg_schema, pg_table = copy_duckdb_table(source, con, schema, table)
                     key = f"{pg_schema}.{pg_table}"
                     if has_q3c and key in _Q3C:
                         ra, dec = _Q3C[key]

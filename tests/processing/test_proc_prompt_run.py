@@ -79,6 +79,60 @@ def test_prompt_run_writes_apdb_rows_and_valid_alerts(prompt_repo: dict) -> None
     assert len(objects) == total  # one new DIAObject per DIASource on a first visit
 
 
+def test_apdb_is_published_as_the_dia_tables(
+    prompt_repo: dict, tiny_dataset: Path, tmp_path: Path
+) -> None:
+    import duckdb
+
+    from sciplat.pipelines.drp.dia import publish_apdb
+    from sciplat.pipelines.drp.release import ReleaseError
+
+    root = tmp_path / "dataset"
+    shutil.copytree(tiny_dataset / "catalog" / "parquet", root / "catalog" / "parquet")
+    shutil.copy(tiny_dataset / "dataset.json", root / "dataset.json")
+    counts = publish_apdb(root, prompt_repo["apdb"])
+    db_path = root / "catalog" / "catalog.duckdb"
+    inode = db_path.stat().st_ino
+    with locked_apdb(prompt_repo["apdb"]) as apdb:
+        import lsst.sphgeom as sg
+        from astropy.time import Time
+
+        everything = sg.Circle(
+            sg.UnitVector3d(sg.LonLat.fromDegrees(62.0, -37.0)), sg.Angle.fromDegrees(2.0)
+        )
+        sources = apdb.getDiaSources(everything, None, Time.now().tai, Time(0, format="mjd"))
+        objects = apdb.getDiaObjects(everything)
+    with duckdb.connect(str(db_path), read_only=True) as con:
+        published = con.execute(
+            'SELECT diaSourceId, diaObjectId, visit, band, psfFlux FROM dp1."DiaSource"'
+        ).df()
+        dia_objects = con.execute(
+            'SELECT diaObjectId, nDiaSources, r_psfFluxNdata FROM dp1."DiaObject"'
+        ).df()
+        tap_columns = {
+            name
+            for (name,) in con.execute(
+                "SELECT column_name FROM tap_schema.columns WHERE table_name = 'dp1.DiaSource'"
+            ).fetchall()
+        }
+    # Exactly the APDB's DIASources (not the truth-derived ones) with their DIAObjects.
+    assert counts == {"dp1.DiaSource": len(sources), "dp1.DiaObject": len(objects)}
+    assert sorted(published["diaSourceId"]) == sorted(sources["diaSourceId"])
+    assert set(published["visit"]) == {prompt_repo["visit"]}
+    assert set(published["band"]) == {"r"}
+    assert set(dia_objects["diaObjectId"]) == set(objects["diaObjectId"])
+    assert set(published["diaObjectId"]) == set(objects["diaObjectId"])
+    assert (dia_objects["nDiaSources"] == 1).all() and (dia_objects["r_psfFluxNdata"] == 1).all()
+    assert {"diaSourceId", "diaObjectId", "psfFlux", "midpointMjdTai"} <= tap_columns
+    # Published again: the same rows, in a new database file renamed over the old one (a
+    # service that reopens on a changed file never sees half a catalog).
+    assert publish_apdb(root, prompt_repo["apdb"]) == counts
+    assert db_path.stat().st_ino != inode
+    assert not list(db_path.parent.glob("*.tmp"))
+    with pytest.raises(ReleaseError, match="no APDB configuration"):
+        publish_apdb(root, tmp_path / "nowhere" / "apdb.yaml")
+
+
 def test_rerunning_a_visit_adds_no_diaobjects_or_alerts(prompt_repo: dict) -> None:
     again = run_pipeline(
         prompt_repo["repo"], "prompt", output_run="prompt/2", **prompt_repo["kwargs"]
