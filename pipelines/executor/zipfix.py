@@ -3,12 +3,11 @@
 A quantum graph (``.qg``) is a zip archive of uncompressed members that ``lsst-pipe-base``
 reads with several members open at once (address files and multi-block files). In the
 affected Pythons, seeking forward in an uncompressed member moves the archive's *shared*
-file handle relative to wherever another open member last left it, so reading a single
-quantum returns bytes from the wrong place: ``EOFError`` or garbage once a graph is larger
-than the read buffer (about a hundred quanta). The upstream fix (in 3.12.9 and 3.13.2) seeks
-relative to the member's own position; :func:`install` applies the same fix to
-``zipfile._SharedFile.seek`` on the affected versions and does nothing on fixed ones.
-"""
+file handle relative to wherever another open member last left it, so the next read returns
+bytes from the wrong place (garbage, or ``EOFError`` at the end of the archive). The upstream
+fix (in 3.12.9 and 3.13.2) seeks relative to the member's own position; :func:`install`
+applies the same fix to ``zipfile._SharedFile.seek`` on the affected versions and does
+nothing on fixed ones."""
 
 from __future__ import annotations
 
