@@ -68,10 +68,15 @@ async def test_exact_and_range_parameters(api, obscore_rows, visit_image):
         ("INSTRUMENT", "instrument_name"),
         ("FACILITY", "facility_name"),
         ("DPTYPE", "dataproduct_type"),
+        ("TARGET", "target_name"),
+        ("FORMAT", "access_format"),
     ]:
         value = visit_image[column]
         rows = _rows(await api.get(SIA, params={param: value, "MAXREC": "10000"}))
         assert len(rows) == sum(1 for r in obscore_rows if r[column] == value), param
+        assert rows, param
+    assert _rows(await api.get(SIA, params={"FORMAT": "image/png"})) == []
+    assert _rows(await api.get(SIA, params={"TARGET": "no such target"})) == []
     exptime = visit_image["t_exptime"]
     rows = _rows(await api.get(SIA, params={"EXPTIME": f"{exptime - 1} {exptime + 1}"}))
     assert rows and all(abs(r["t_exptime"] - exptime) <= 1 for r in rows)
