@@ -61,6 +61,10 @@ def _run_dask(request: dict[str, Any]) -> int:
     else:
         raise ValueError(f"not a dask command this server runs: {command!r}")
     sys.argv = ["dask", command, *args]
+    with contextlib.suppress(ImportError):  # the nanny keeps it; distributed retitles the rest
+        from setproctitle import setproctitle
+
+        setproctitle(" ".join(sys.argv))
     return main.main(args=args, prog_name=f"dask {command}") or 0
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import os
 import re
 import signal
@@ -22,6 +23,22 @@ import sciplat.dask as sciplat
 pytestmark = pytest.mark.integration
 
 SCOPE = "access:services!service=dask-gateway"
+
+
+def _collect_refused() -> None:
+    """Finalise, on this thread, what a refused ``new_cluster()``/``connect()`` left behind.
+
+    The failed ``GatewayCluster`` and its own ``Gateway`` stay in reference cycles. Should a
+    garbage collection that happens to run on dask-gateway's event-loop thread finalise that
+    ``Gateway``, its ``__del__`` waits on the very loop it runs on and the test hangs forever
+    (seen: ``shutdown()`` stuck in test_per_user_quotas_across_clusters).
+    """
+    gc.collect()
+
+
+def _workers(gateway_hub, name: str) -> int:
+    """Workers the gateway counts for cluster *name* (what the quotas are checked against)."""
+    return next(c["workers"] for c in gateway_hub.admin_snapshot()["clusters"] if c["name"] == name)
 
 
 def _wait(predicate, timeout: float, what: str):
@@ -115,6 +132,7 @@ def test_other_users_cannot_see_connect_or_stop_but_admin_can(gateway_hub) -> No
             assert name not in [c.name for c in bob.list_clusters()]
             with pytest.raises(Exception, match=r"403|lacks permissions"):
                 bob.connect(name)
+            _collect_refused()
             with pytest.raises(Exception, match=r"403|lacks permissions"):
                 bob.stop_cluster(name)
             with gateway_hub.http("gwbob") as http:
@@ -205,6 +223,7 @@ def test_bad_options_get_clear_errors_naming_the_limit(gateway_hub) -> None:
     # The client library refuses out-of-bounds values too.
     with gateway_hub.gateway("gwalice") as gateway, pytest.raises(ValueError):
         gateway.new_cluster(worker_cores=64)
+    _collect_refused()
     # The gateway keeps serving.
     with gateway_hub.gateway("gwbob") as bob:
         assert bob.list_clusters() == []
@@ -223,7 +242,11 @@ def test_per_user_quotas_across_clusters(gateway_hub) -> None:
             # 4 cores are now held: a second cluster's scheduler would exceed dask_cores.
             with pytest.raises(ValueError, match="your quota dask_cores is 4 cores"):
                 gateway.new_cluster(worker_memory=0.5)
+            _collect_refused()
             first.scale(1)
+            # Workers start fast (the gateway forks them): wait until the gateway counts the
+            # retired ones as gone before asking for the room they held.
+            _wait(lambda: _workers(gateway_hub, first.name) <= 1, 60, "the scale-down")
             second = gateway.new_cluster(worker_memory=0.5)
             try:
                 # Scaling the second past what is left of the user's cores fails by name.
