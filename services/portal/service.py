@@ -232,7 +232,10 @@ class PortalService:
                 "GET", self._internal(url), headers=headers, follow_redirects=True
             ) as response:
                 if response.status_code != 200:
-                    raise UsageError(f"{url} answered HTTP {response.status_code}")
+                    await response.aread()
+                    raise UsageError(
+                        f"{url} answered HTTP {response.status_code}: {dali_error(response)}"
+                    )
                 with open(path, "wb") as out:
                     async for chunk in response.aiter_bytes(1 << 20):
                         size += len(chunk)

@@ -26,6 +26,8 @@ from sciplat.services.workspace.quota import set_override
 pytestmark = pytest.mark.integration
 
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "portal"
+#: The page line of a one-row result (" rows 1-1 of 1 (12 ms) "; "of 1" alone matches "of 1052")
+ONE_ROW = re.compile(r"rows 1-1 of 1 \(")
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--no-first-run",
                  "--enable-unsafe-swiftshader", "--use-angle=swiftshader"]  # fmt: skip
@@ -182,7 +184,7 @@ def test_portal_in_browser(portal_hub, portal_url, counts, sky, tmp_path, monkey
             # 5. light curve of the selected object (its forced photometry against time)
             page.select_option("#plot-type", "scatter")
             _filter(page, "objectId", f"= {sky['object_id']}")
-            expect(page.locator("#pageinfo")).to_contain_text("of 1")
+            expect(page.locator("#pageinfo")).to_contain_text(ONE_ROW)
             page.locator("#table tbody tr").first.click()
             page.click("#lightcurve")
             page.wait_for_function(
@@ -224,7 +226,7 @@ def test_portal_in_browser(portal_hub, portal_url, counts, sky, tmp_path, monkey
                 assert r["em_min"] <= (lo + hi) / 2 <= r["em_max"]
                 assert r["t_min"] <= sky["t1"] + 0.001 and r["t_max"] >= sky["t0"] - 0.001
             _filter(page, "obs_publisher_did", f"= {sky['did']}")
-            expect(page.locator("#pageinfo")).to_contain_text("of 1")
+            expect(page.locator("#pageinfo")).to_contain_text(ONE_ROW)
             page.locator("#table tbody tr").first.click()
             assert "/datalink/" in page.locator("#img-url").input_value()
             page.click("#img-open")
@@ -241,7 +243,7 @@ def test_portal_in_browser(portal_hub, portal_url, counts, sky, tmp_path, monkey
             page.screenshot(path=str(ARTIFACTS / "05-sia-image.png"))
             page.select_option("#results", label=f"Job {job_id} ({n_objects} rows)")
             _filter(page, "objectId", f"= {sky['object_id']}")
-            expect(page.locator("#pageinfo")).to_contain_text("of 1")
+            expect(page.locator("#pageinfo")).to_contain_text(ONE_ROW)
             page.locator("#table tbody tr").first.click()
             expect(page.locator("#cutout")).to_be_enabled()
             page.click("#cutout")
@@ -368,6 +370,19 @@ def test_portal_in_browser(portal_hub, portal_url, counts, sky, tmp_path, monkey
             expect(page.locator("#table tbody tr")).to_have_count(100)
             assert "FROM dp1.Object" in page.locator("#adql").input_value()
             page.screenshot(path=str(ARTIFACTS / "10-job-link.png"))
+            # ... also before logging in: the hub's login leads back to the link
+            fresh = browser.new_context(viewport={"width": 1500, "height": 1000})
+            try:
+                other = fresh.new_page()
+                other.goto(f"{portal_url}/?job={job_id}")
+                other.fill("#username_input", "alice")
+                other.fill("#password_input", portal_hub.password)
+                other.click("#login_submit")
+                expect(other.locator("#job-status")).to_contain_text(
+                    f"job {job_id}: {n_objects} rows", timeout=60_000
+                )
+            finally:
+                fresh.close()
             bob = {"Authorization": f"Bearer {portal_hub.token_for('bob')}"}
             query = {"query": "SELECT TOP 1 objectId FROM dp1.Object"}
             bobs = httpx.post(f"{portal_url}/api/query", json=query, headers=bob).json()
