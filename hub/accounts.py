@@ -19,7 +19,14 @@ from pathlib import Path
 
 from sciplat.hub.errors import SciplatSpawnError
 
-__all__ = ["GECOS", "PRIMARY_GROUP", "Account", "AccountManager", "current_account"]
+__all__ = [
+    "GECOS",
+    "PRIMARY_GROUP",
+    "Account",
+    "AccountManager",
+    "current_account",
+    "remove_accounts",
+]
 
 GECOS = "sciplat user"
 PRIMARY_GROUP = "sciplat"
@@ -130,6 +137,22 @@ class AccountManager:
                 return
             if entry.pw_gecos.split(",")[0] == GECOS:
                 await _run("userdel", username)
+
+
+def remove_accounts(homes: Path, users: list[str]) -> None:
+    """Delete the sciplat-made Unix accounts of *users* (homes stay); nothing unless root.
+
+    For benches and tests that made throw-away users; call it outside an event loop.
+    """
+    if os.geteuid() != 0:
+        return
+    manager = AccountManager(homes)
+
+    async def remove_all() -> None:
+        for user in users:
+            await manager.remove(user)
+
+    asyncio.run(remove_all())
 
 
 def _reown_tree(root: Path, old_uid: int, uid: int, gid: int) -> None:

@@ -169,12 +169,13 @@ def bench_spawn(
     if as_json:
         click.echo(json.dumps(result, indent=2))
     else:
-        for phase in ("sequential", "concurrent"):
+        for phase in ("sequential", "concurrent", "concurrent_again"):
             r = result[phase]
             click.echo(
-                f"{phase:>10}: n={r['n']} p50={r['p50_s']} s p95={r['p95_s']} s "
-                f"max={r['max_s']} s failures={r['failures']}"
+                f"{phase:>16}: n={r['n']} p50={r['p50_s']} s p95={r['p95_s']} s "
+                f"max={r['max_s']} s failures={r['failures']} load={r['load_average_1m']}"
             )
+        click.echo(f"goal met: {result['meets_goal']} ({result['goal']})")
 
 
 def register(cli: click.Group) -> None:
