@@ -118,6 +118,32 @@ def test_objects_match_truth(release: dict, catalog) -> None:
     assert complete["n"] > 20
 
 
+def _truth_ratio(catalog, column: str, truth_type: str, mag_limit: float) -> np.ndarray:
+    rows = adql(
+        catalog,
+        f"SELECT o.{column} AS flux, t.flux_r FROM dp1.Object AS o JOIN truth.MatchesTruth AS m "
+        "ON m.match_objectId = o.objectId JOIN truth.TruthSummary AS t ON t.id = m.id "
+        f"WHERE m.is_good_match = 1 AND t.truth_type = '{truth_type}' AND t.is_variable = 0 "
+        f"AND t.mag_r < {mag_limit} AND o.{column} IS NOT NULL AND o.detect_isIsolated = 1",
+    )
+    return np.array([r["flux"] / r["flux_r"] for r in rows])
+
+
+def test_coadd_psf_and_model_fluxes_match_truth(release: dict, catalog) -> None:
+    """One r visit-detector is missing, so the r coadd's inputs differ across the patch: PSF
+    fluxes with the coadd PSF at each position match truth; cModel fluxes of galaxies are
+    total fluxes (the PSF flux of a galaxy misses much of it)."""
+    stars = _truth_ratio(catalog, "r_psfFlux", "star", 22.0)
+    star_models = _truth_ratio(catalog, "r_cModelFlux", "star", 22.0)
+    galaxies = _truth_ratio(catalog, "r_cModelFlux", "galaxy", 21.5)
+    galaxy_psf = _truth_ratio(catalog, "r_psfFlux", "galaxy", 21.5)
+    assert len(stars) > 20 and len(galaxies) > 10
+    assert np.median(stars) == pytest.approx(1.0, abs=0.01)
+    assert np.median(star_models) == pytest.approx(np.median(stars), abs=0.01)
+    assert np.median(galaxies) == pytest.approx(1.0, abs=0.05)
+    assert np.median(galaxy_psf) < np.median(galaxies) - 0.1
+
+
 def test_forced_photometry_of_constant_stars_agrees_with_the_coadd(catalog) -> None:
     rows = adql(
         catalog,
@@ -235,3 +261,25 @@ def test_release_loads_into_postgresql(release: dict, catalog, tmp_path_factory)
             pg.close()
     finally:
         cluster.stop()
+
+
+def test_single_quanta_read_back_from_the_saved_graph(release: dict) -> None:
+    """Any one quantum of the saved graph reads back alone, as a worker would read it."""
+    from lsst.pipe.base.quantum_graph import PredictedQuantumGraph
+
+    path = release["result"].graph
+    whole = PredictedQuantumGraph.read_execution_quanta(path)
+    whole.build_execution_quanta()
+    nodes = whole.quantum_only_xgraph.nodes
+    ids = sorted(nodes, key=str)
+    assert len(ids) >= 60
+
+    def outputs(quantum) -> set:
+        return {ref.id for refs in quantum.outputs.values() for ref in refs}
+
+    for qid in ids[:: max(len(ids) // 12, 1)]:
+        one = PredictedQuantumGraph.read_execution_quanta(path, quantum_ids=[qid])
+        one.build_execution_quanta()
+        mine, theirs = one.quantum_only_xgraph.nodes[qid]["quantum"], nodes[qid]["quantum"]
+        assert mine.dataId == theirs.dataId
+        assert outputs(mine) == outputs(theirs)
