@@ -7,14 +7,10 @@ map-reduce of small tasks (``client.map`` + a final ``sum``) as tasks per second
 
 from __future__ import annotations
 
-import asyncio
 import os
-import shutil
 import statistics
-import tempfile
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -130,25 +126,17 @@ def run_dask_bench(
     """The whole bench, on a throw-away platform (*ephemeral*) or the running one."""
     from dask_gateway import Gateway, JupyterHubAuth
 
-    from sciplat.hub.bench import ephemeral_settings
-    from sciplat.hub.platform import Platform
+    from sciplat.hub.bench import bench_platform
 
-    tmp: Path | None = None
-    if ephemeral:
-        tmp = Path(tempfile.mkdtemp(prefix="sciplat-bench-dask-", dir="/var/tmp"))
-        tmp.chmod(0o755)
-        settings = ephemeral_settings(settings, tmp)
-    platform = Platform(settings, log_level="WARN")
-    try:
-        if ephemeral:
-            say(f"starting a throw-away platform in {tmp}")
-            platform.start(say=say, build_data=False)
+    with bench_platform(
+        settings, ephemeral=ephemeral, name="dask", accounts=[BENCH_USER], say=say
+    ) as platform:
         address = f"{platform.local_url}/services/dask-gateway"
         _wait_gateway(address)
         token = _bench_token(platform, BENCH_USER)
         gateway = Gateway(
             address=address,
-            proxy_address=f"gateway://127.0.0.1:{settings.ports.gateway_tcp}",
+            proxy_address=f"gateway://127.0.0.1:{platform.settings.ports.gateway_tcp}",
             auth=JupyterHubAuth(api_token=token),
         )
         load_before = os.getloadavg()[0]
@@ -156,11 +144,6 @@ def run_dask_bench(
             result = bench_gateway(
                 gateway, clusters=clusters, workers=workers, tasks=tasks, say=say
             )
-    finally:
-        if ephemeral:
-            platform.stop(say=say)
-            _remove_account(platform.settings, BENCH_USER)
-            shutil.rmtree(tmp, ignore_errors=True)
     return {
         "benchmark": "dask",
         "cpus": os.cpu_count(),
@@ -174,11 +157,3 @@ def run_dask_bench(
             "worker": result["worker_s"]["median"] < GOALS["worker_s"],
         },
     }
-
-
-def _remove_account(settings: Settings, user: str) -> None:
-    if os.geteuid() != 0:
-        return
-    from sciplat.hub.accounts import AccountManager
-
-    asyncio.run(AccountManager(settings.homes_dir).remove(user))
