@@ -11,7 +11,7 @@ import click
 
 from sciplat.config import Settings, load_settings
 
-__all__ = ["register"]
+__all__ = ["config_option", "data_dir_option", "ephemeral_option", "json_option", "register"]
 
 
 def _settings(config: str | None, data_dir: str | None, port: int | None) -> Settings:
@@ -33,18 +33,26 @@ def _running_settings(config: str | None, data_dir: str | None) -> Settings:
     return settings
 
 
-_config_opt = click.option(
+config_option = click.option(
     "--config",
     "config",
     type=click.Path(exists=True, dir_okay=False),
     help="sciplat.yaml (default: built-in defaults).",
 )
-_data_opt = click.option(
+data_dir_option = click.option(
     "--data-dir",
     type=click.Path(file_okay=False),
     help="Root of all state (default: /var/lib/sciplat as root).",
 )
 _port_opt = click.option("--port", type=int, help="Public port of the proxy (default 8000).")
+#: The benches' choice between a throw-away platform and the running one.
+ephemeral_option = click.option(
+    "--ephemeral/--running",
+    default=True,
+    show_default=True,
+    help="Start a throw-away platform in a temporary directory, or use the running one.",
+)
+json_option = click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 
 
 def _say(message: str) -> None:
@@ -52,8 +60,8 @@ def _say(message: str) -> None:
 
 
 @click.command("up")
-@_config_opt
-@_data_opt
+@config_option
+@data_dir_option
 @_port_opt
 @click.option(
     "--foreground",
@@ -99,8 +107,8 @@ def _wait_foreground(platform) -> None:
 
 
 @click.command("down")
-@_config_opt
-@_data_opt
+@config_option
+@data_dir_option
 @click.option("--keep-labs", is_flag=True, help="Stop only the hub and proxy; labs keep running.")
 def down(config: str | None, data_dir: str | None, keep_labs: bool) -> None:
     """Stop the labs, the hub and the proxy."""
@@ -111,8 +119,8 @@ def down(config: str | None, data_dir: str | None, keep_labs: bool) -> None:
 
 
 @click.command("status")
-@_config_opt
-@_data_opt
+@config_option
+@data_dir_option
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def status(config: str | None, data_dir: str | None, as_json: bool) -> None:
     """Is the platform running, and which labs."""
@@ -140,17 +148,12 @@ def status(config: str | None, data_dir: str | None, as_json: bool) -> None:
 
 
 @click.command("spawn")
-@_config_opt
-@_data_opt
+@config_option
+@data_dir_option
 @click.option("--sequential", default=20, show_default=True, help="Spawns one after another.")
 @click.option("--concurrent", default=10, show_default=True, help="Spawns started together.")
-@click.option(
-    "--ephemeral/--running",
-    default=True,
-    show_default=True,
-    help="Start a throw-away platform in a temporary directory, or use the running one.",
-)
-@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@ephemeral_option
+@json_option
 def bench_spawn(
     config: str | None,
     data_dir: str | None,

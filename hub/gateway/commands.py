@@ -8,6 +8,7 @@ import sys
 import click
 
 from sciplat.config import load_settings
+from sciplat.hub.commands import ephemeral_option, json_option
 
 __all__ = ["register"]
 
@@ -121,13 +122,8 @@ def clusters_stop(
 @click.option("--clusters", default=3, show_default=True, help="Clusters to start (timed).")
 @click.option("--workers", default=2, show_default=True, help="Workers to add one by one.")
 @click.option("--tasks", default=2000, show_default=True, help="Tasks in the map-reduce.")
-@click.option(
-    "--ephemeral/--running",
-    default=True,
-    show_default=True,
-    help="Start a throw-away platform in a temporary directory, or use the running one.",
-)
-@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@ephemeral_option
+@json_option
 def bench_dask(
     config: str | None,
     data_dir: str | None,
