@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
+from traitlets import Integer
 from traitlets.config import LoggingConfigurable
 
 from sciplat.hub.options import LabOptions
@@ -54,6 +55,10 @@ class SpawnerBackend(LoggingConfigurable):
     """
 
     _required: ClassVar[tuple[str, ...]] = ("start", "stop", "poll")
+
+    log_tail_lines = Integer(
+        25, help="Lines of a failed lab's log shown on the spawn page and in the API error."
+    ).tag(config=True)
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)

@@ -289,9 +289,6 @@ class KubernetesBackend(SpawnerBackend):
         5.0, help="Longest pause between pod status reads during a start."
     ).tag(config=True)
     stop_grace_seconds = Integer(5, help="Grace period of a stopping lab.").tag(config=True)
-    log_tail_lines = Integer(25, help="Lines of a failed lab's log shown to the user.").tag(
-        config=True
-    )
 
     k8s_api_host = Unicode(
         "",

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import psutil
-from traitlets import Bool, Float, Integer, Unicode, default
+from traitlets import Bool, Float, Unicode, default
 
 from sciplat.hub import labprep
 from sciplat.hub.accounts import Account, AccountManager, current_account
@@ -58,10 +58,6 @@ class LocalBackend(SpawnerBackend):
 
         The tail of a lab's log is what a failed spawn shows the user.
         """,
-    ).tag(config=True)
-
-    log_tail_lines = Integer(
-        25, help="Lines of a failed lab's log shown on the spawn page and in the API error."
     ).tag(config=True)
 
     stop_timeout = Float(
