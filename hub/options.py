@@ -116,9 +116,7 @@ def validate_options(
     groups = list(groups)
     sizes = allowed_sizes(settings, groups, admin=admin)
 
-    image_name = user_options.get("image") or catalog.default().name
-    if not isinstance(image_name, str):
-        raise OptionsError(f"Image must be a name, not {image_name!r}.")
+    image_name = _chosen_name(user_options, "image", catalog.default().name)
     try:
         image = catalog.get(image_name)
     except KeyError:
@@ -126,9 +124,7 @@ def validate_options(
             f"Unknown image {image_name!r}. Available: {', '.join(catalog.names())}."
         ) from None
 
-    size_name = user_options.get("size") or sizes[0].name
-    if not isinstance(size_name, str):
-        raise OptionsError(f"Size must be a name, not {size_name!r}.")
+    size_name = _chosen_name(user_options, "size", sizes[0].name)
     try:
         size = settings.size(size_name)
     except KeyError:
@@ -172,3 +168,11 @@ def render_form(
             previous.get("size") if previous.get("size") in size_names else size_names[0]
         ),
     )
+
+
+def _chosen_name(user_options: dict[str, Any], key: str, default: str) -> str:
+    """The name submitted for *key* (image, size), or *default* when none was."""
+    name = user_options.get(key) or default
+    if not isinstance(name, str):
+        raise OptionsError(f"{key.capitalize()} must be a name, not {name!r}.")
+    return name
