@@ -9,6 +9,7 @@ replayed code, an unreachable provider, a missing claim).
 from __future__ import annotations
 
 import json
+from collections.abc import Awaitable, Callable
 from functools import reduce
 from typing import Any
 
@@ -108,32 +109,39 @@ class SciplatOIDCAuthenticator(SciplatAuthMixin, GenericOAuthenticator):
         return value
 
     async def get_token_info(self, handler: Any, params: dict[str, Any]) -> dict[str, Any]:
-        try:
-            return await super().get_token_info(handler, params)
-        except HTTPClientError as exc:
-            if exc.response is not None and 400 <= exc.code < 500:
-                raise web.HTTPError(
-                    403,
-                    f"The identity provider refused the sign-in ({_oauth_error(exc)}). The link "
-                    "may have expired or been used already: please log in again.",
-                ) from exc
-            raise _unreachable("complete the sign-in", exc) from exc
-        except OSError as exc:  # tornado raises connection errors as they are
-            raise _unreachable("complete the sign-in", exc) from exc
+        return await _ask_provider(
+            super().get_token_info(handler, params),
+            "complete the sign-in",
+            lambda exc: (
+                f"The identity provider refused the sign-in ({_oauth_error(exc)}). The "
+                "link may have expired or been used already: please log in again."
+            ),
+        )
 
     async def token_to_user(self, token_info: dict[str, Any]) -> dict[str, Any]:
-        try:
-            return await super().token_to_user(token_info)
-        except HTTPClientError as exc:
-            if exc.response is not None and 400 <= exc.code < 500:
-                raise web.HTTPError(
-                    403,
-                    f"The identity provider refused to give your user details (HTTP {exc.code})."
-                    " Please log in again.",
-                ) from exc
-            raise _unreachable("read your user details", exc) from exc
-        except OSError as exc:
-            raise _unreachable("read your user details", exc) from exc
+        return await _ask_provider(
+            super().token_to_user(token_info),
+            "read your user details",
+            lambda exc: (
+                f"The identity provider refused to give your user details (HTTP "
+                f"{exc.code}). Please log in again."
+            ),
+        )
+
+
+async def _ask_provider(
+    call: Awaitable[dict[str, Any]], what: str, refused: Callable[[HTTPClientError], str]
+) -> dict[str, Any]:
+    """Await *call* (a request to the provider): a 4xx answer is a 403 with ``refused(exc)``,
+    any other failure a 502 saying the provider could not be reached to do *what*."""
+    try:
+        return await call
+    except HTTPClientError as exc:
+        if exc.response is not None and 400 <= exc.code < 500:
+            raise web.HTTPError(403, refused(exc)) from exc
+        raise _unreachable(what, exc) from exc
+    except OSError as exc:  # tornado raises connection errors as they are
+        raise _unreachable(what, exc) from exc
 
 
 def _unreachable(what: str, exc: Exception) -> web.HTTPError:
