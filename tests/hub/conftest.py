@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
 import shutil
 import subprocess
@@ -15,13 +14,15 @@ import pytest
 from hubharness import Harness
 
 from sciplat.config import Settings
-from sciplat.hub.accounts import AccountManager
 from sciplat.hub.bench import ephemeral_settings
 from sciplat.hub.platform import Platform
+from support.platforms import keep_logs, remove_accounts
 
 #: Hub users the tests make (and whose Unix accounts they remove afterwards).
 USERS = {"alice": ["users"], "bob": ["users"], "carol": [], "dave": ["staff"]}
 IS_ROOT = os.geteuid() == 0
+#: Where the platforms' logs are kept after the tests (test-artifacts/<name>/).
+ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 
 
 def make_data_dir(prefix: str) -> Path:
@@ -89,30 +90,9 @@ def hub(broken_env: Path) -> Iterator[Harness]:
         yield harness
     finally:
         platform.stop()
-        keep_logs(platform.settings, "hub-tests")
+        keep_logs(platform.settings, ARTIFACTS / "hub-tests")
         remove_accounts(platform.settings, list(USERS))
         shutil.rmtree(data_dir, ignore_errors=True)
-
-
-def keep_logs(settings: Settings, name: str) -> None:
-    """Copy the hub's and labs' logs to test-artifacts/<name>/ before the data root goes."""
-    target = Path(__file__).resolve().parents[2] / "test-artifacts" / name
-    shutil.rmtree(target, ignore_errors=True)
-    target.mkdir(parents=True, exist_ok=True)
-    for log in [*settings.run_dir.glob("*.log"), *settings.run_dir.glob("labs/*.log")]:
-        shutil.copy(log, target / log.name)
-
-
-def remove_accounts(settings: Settings, users: list[str]) -> None:
-    if not IS_ROOT:
-        return
-    manager = AccountManager(settings.homes_dir)
-
-    async def remove() -> None:
-        for user in users:
-            await manager.remove(user)
-
-    asyncio.run(remove())
 
 
 @pytest.fixture

@@ -14,12 +14,13 @@ from pathlib import Path
 import httpx
 import pytest
 import yaml
-from conftest import keep_logs, make_data_dir, remove_accounts
+from conftest import ARTIFACTS, make_data_dir
 from hubharness import Harness
 
 from sciplat.config import Settings
 from sciplat.hub.bench import _free_port
 from sciplat.hub.platform import Platform
+from support.platforms import keep_logs, remove_accounts
 
 pytestmark = pytest.mark.integration
 SCIPLAT = [str(Path(sys.executable).parent / "sciplat")]
@@ -50,7 +51,7 @@ def cli_platform():
     if settings_file.exists():
         settings = Settings.model_validate_json(settings_file.read_text())
         Platform(settings).stop()
-        keep_logs(settings, "hub-cli-tests")
+        keep_logs(settings, ARTIFACTS / "hub-cli-tests")
         remove_accounts(settings, ["erin"])
     shutil.rmtree(data_dir, ignore_errors=True)
 
