@@ -4,12 +4,11 @@ After Rubin's CModel (Bosch et al. 2018, §4.9.10), cut down to what is cheap: e
 ellipticity and orientation come from its PSF-deconvolved second moments on the detection
 image, and the two profiles' half-light radii are chosen together on a grid around the
 deconvolved moment size by the best two-component fit to the detection image
-(:func:`fit_shapes`). In every band the two
-PSF-convolved profiles, with those shapes fixed, are then fitted linearly to the pixels
-(:func:`cmodel_fluxes`): the flux is the sum of their non-negative amplitudes. Profiles are
-normalised to their analytic total, so flux outside the fitting stamp is counted, as a model
-flux should. The PSF is the coadd's PSF at the object's position.
-"""
+(:func:`fit_shapes`). In every band the two PSF-convolved profiles, with those shapes fixed,
+are then fitted linearly to the pixels (:func:`cmodel_fluxes`): the flux is the sum of their
+non-negative amplitudes. Profiles are normalised to their analytic (truncated) total, so flux
+outside the fitting stamp is counted, as a model flux should. The PSF is the coadd's PSF at
+the object's position."""
 
 from __future__ import annotations
 
