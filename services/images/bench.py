@@ -178,6 +178,27 @@ def _throughput(
     }
 
 
+CONE_CLIENTS = (1, 4, 8)
+CONE_RADIUS = 0.01  # degrees
+
+
+def cone_throughput(
+    make_client: Callable[[], httpx.Client],
+    url: str,
+    objects: list[tuple[float, float]],
+    seconds: float,
+) -> list[dict[str, float]]:
+    """Cone searches (``VERB=2``, ``SR`` 0.01 deg around random objects) at 1, 4 and 8 clients
+    against the SCS endpoint *url* (ours or DaCHS': same parameters, same positions)."""
+
+    def cone(client: httpx.Client, r: random.Random) -> float:
+        ra, dec = r.choice(objects)
+        params = {"RA": ra, "DEC": dec, "SR": CONE_RADIUS, "VERB": 2}
+        return _timed(client, url, params)
+
+    return [_throughput(make_client, cone, n, seconds) for n in CONE_CLIENTS]
+
+
 def _dataset_facts(dataset: Path) -> dict[str, Any]:
     """Positions to query: image centres and DIDs, object positions, HiPS tiles."""
     from sciplat.services.images.catalogdb import connect_catalog
@@ -210,9 +231,11 @@ def run_bench(
     token: str | None = None,
     seconds: float = 5.0,
     repeats: int = 30,
+    vs_dachs: bool = False,
     say: Say = lambda message: None,
 ) -> dict[str, Any]:
-    """Run every measurement; returns the JSON-able report."""
+    """Run every measurement; returns the JSON-able report. *vs_dachs*: also measure GAVO
+    DaCHS' cone search over the same Object rows in the same run, and the ratios."""
     if dataset is None:
         from sciplat.config import load_settings
 
@@ -222,10 +245,62 @@ def run_bench(
         raise RuntimeError(f"{dataset} has no images in ivoa.ObsCore")
     if url is None:
         with _local_server(dataset, say) as (local_url, local_token):
-            return _measure(local_url, local_token, facts, seconds, repeats, say)
-    if not token:
+            report = _measure(local_url, local_token, facts, seconds, repeats, say)
+    elif not token:
         raise RuntimeError("--url needs --token (a hub token with custom:image:read)")
-    return _measure(url.rstrip("/"), token, facts, seconds, repeats, say)
+    else:
+        report = _measure(url.rstrip("/"), token, facts, seconds, repeats, say)
+    if vs_dachs:
+        report["dachs"] = _measure_dachs(dataset, facts, seconds, say)
+        report["cone_search_vs_dachs"] = cone_ratios(
+            report["cone_search"], report["dachs"]["cone_search"]
+        )
+    return report
+
+
+def _measure_dachs(
+    dataset: Path, facts: dict[str, Any], seconds: float, say: Say
+) -> dict[str, Any]:
+    """DaCHS' SCS over the same Object rows (see ``sciplat.services.images.dachs``)."""
+    from sciplat.services.images.dachs import dachs_cone_server
+
+    with dachs_cone_server(dataset / "catalog" / "catalog.duckdb", say) as cone_url:
+
+        def make_client() -> httpx.Client:
+            return httpx.Client(timeout=120)
+
+        with make_client() as client:  # warm up (DaCHS loads the RD on first use)
+            ra, dec = facts["objects"][0]
+            _timed(client, cone_url, {"RA": ra, "DEC": dec, "SR": CONE_RADIUS})
+        say("DaCHS cone search")
+        load = [round(x, 2) for x in os.getloadavg()]
+        return {
+            "service": cone_url,
+            "load_average_before": load,
+            "cone_search": cone_throughput(make_client, cone_url, facts["objects"], seconds),
+            "load_average_after": [round(x, 2) for x in os.getloadavg()],
+            "not_measured": {
+                "sia": "DaCHS' SIAv2 (//siap2) serves its own products table: it would have to "
+                "import our FITS files as DaCHS products (docs/images.md)",
+                "soda": "DaCHS' SODA runs on its datalink core over its own FITS products",
+            },
+        }
+
+
+def cone_ratios(ours: list[dict[str, Any]], dachs: list[dict[str, Any]]) -> dict[str, Any]:
+    """Our throughput / DaCHS' (above 1: we serve more) and DaCHS' p50 / ours, per client
+    count."""
+    theirs = {row["clients"]: row for row in dachs}
+    ratios: dict[str, Any] = {}
+    for row in ours:
+        other = theirs.get(row["clients"])
+        if not other or not other["req_per_s"] or not row.get("p50_ms"):
+            continue
+        ratios[str(row["clients"])] = {
+            "throughput": round(row["req_per_s"] / other["req_per_s"], 2),
+            "p50_latency": round(other["p50_ms"] / row["p50_ms"], 2),
+        }
+    return ratios
 
 
 def _measure(
@@ -276,13 +351,9 @@ def _measure(
             report[f"soda_cutout_{size}x{size}"] = _percentiles(samples)
 
     say("cone search")
-    objects = facts["objects"]
-
-    def cone(client: httpx.Client, r: random.Random) -> float:
-        ra, dec = r.choice(objects)
-        return _timed(client, f"{api}/scs/cone", {"RA": ra, "DEC": dec, "SR": 0.01, "VERB": 2})
-
-    report["cone_search"] = [_throughput(make_client, cone, n, seconds) for n in (1, 4, 8)]
+    report["cone_search"] = cone_throughput(
+        make_client, f"{api}/scs/cone", facts["objects"], seconds
+    )
 
     tiles = facts["tiles"]
     if tiles:

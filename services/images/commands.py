@@ -40,6 +40,9 @@ def register(cli: click.Group) -> None:
     @click.option("--token", envvar="SCIPLAT_TOKEN", help="Hub token for --url.")
     @click.option("--seconds", type=float, default=5.0, show_default=True, help="Per load level.")
     @click.option("--repeats", type=int, default=30, show_default=True, help="Latency samples.")
+    @click.option(
+        "--vs-dachs", is_flag=True, help="Also run GAVO DaCHS' cone search on the same rows."
+    )
     @click.option("--json", "as_json", is_flag=True, help="JSON out.")
     def bench_images(
         config_path: Path | None,
@@ -48,6 +51,7 @@ def register(cli: click.Group) -> None:
         token: str | None,
         seconds: float,
         repeats: int,
+        vs_dachs: bool,
         as_json: bool,
     ) -> None:
         """SIA latency, cone search at 1/4/8 clients, SODA cutouts, HiPS tiles/s."""
@@ -62,6 +66,7 @@ def register(cli: click.Group) -> None:
             token=token,
             seconds=seconds,
             repeats=repeats,
+            vs_dachs=vs_dachs,
             say=say,
         )
         if as_json:
@@ -73,6 +78,12 @@ def register(cli: click.Group) -> None:
             click.echo(f"SODA {size}x{size:<13} p50 {stats['p50_ms']} ms")
         for row in report["cone_search"]:
             click.echo(f"cone, {row['clients']} clients      {row['req_per_s']} req/s")
+        for row in report.get("dachs", {}).get("cone_search", []):
+            ratio = report["cone_search_vs_dachs"].get(str(row["clients"]), {})
+            click.echo(
+                f"DaCHS cone, {row['clients']} clients {row['req_per_s']} req/s "
+                f"(ours/DaCHS {ratio.get('throughput')})"
+            )
         if isinstance(report["hips_tiles"], list):
             for row in report["hips_tiles"]:
                 click.echo(f"HiPS, {row['clients']} clients      {row['req_per_s']} tiles/s")
