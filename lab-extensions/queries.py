@@ -41,11 +41,11 @@ def portal_job_url(portal: str, job_id: str) -> str:
 
 
 def history_items(entries: list[dict[str, Any]], portal_url: str | None) -> list[dict[str, Any]]:
-    """Contract items from the TAP service's history entries (async jobs only)."""
+    """Contract items from the TAP service's history entries (async jobs still there only)."""
     items = []
     for entry in entries:
         job_id = entry.get("job_id")
-        if not job_id:
+        if not job_id or entry.get("job_deleted"):  # a deleted job can open nowhere
             continue
         job_url = entry.get("job_url")
         status = str(entry.get("status", ""))

@@ -213,6 +213,8 @@ def test_history_items_keep_async_jobs():
          "job_id": "abc", "job_url": "http://h/tap/async/abc"},
         {"time": 1.7e9, "mode": "async", "query": "SELEC", "status": "ERROR", "job_id": "def",
          "message": "syntax error", "job_url": "http://h/tap/async/def"},
+        {"time": 1.7e9, "mode": "async", "query": "SELECT 3", "status": "OK", "job_id": "gone",
+         "job_deleted": True},
     ]  # fmt: skip
     items = queries.history_items(entries, "http://h/portal/")
     assert [(i["job_id"], i["phase"]) for i in items] == [("abc", "COMPLETED"), ("def", "ERROR")]
