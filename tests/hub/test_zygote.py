@@ -27,7 +27,10 @@ def test_an_env_without_sciplat_gets_no_zygote(broken_env: Path, tmp_path: Path)
     )
 
     async def check() -> tuple[bool, int | None]:
-        return await handle.ready(), await handle.fork({})
+        answer = await handle.ready(), await handle.fork({})
+        if handle._proc is not None:  # reap it inside this loop
+            await handle._proc.wait()
+        return answer
 
     assert asyncio.run(check()) == (False, None)
     assert "No module named" in (tmp_path / "zygote.log").read_text()
