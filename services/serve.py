@@ -12,7 +12,9 @@ import uvicorn
 
 from sciplat.config import Settings
 
-__all__ = ["read_settings", "run", "serve"]
+__all__ = ["KEEP_ALIVE_SECONDS", "read_settings", "run", "serve"]
+
+KEEP_ALIVE_SECONDS = 600
 
 
 def read_settings(settings_file: Path) -> Settings:
@@ -37,6 +39,9 @@ def run(
         log_level="info",
         proxy_headers=True,
         forwarded_allow_ips="127.0.0.1",
+        # The proxy's upstream agent keeps idle sockets open without a limit; with uvicorn's
+        # 5 s default it reused sockets uvicorn was closing ("socket hang up", a 503).
+        timeout_keep_alive=KEEP_ALIVE_SECONDS,
         **options,
     )
 
