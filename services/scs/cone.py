@@ -28,6 +28,8 @@ from sciplat.services.images.votable import Field
 
 __all__ = ["ConeCatalog", "ConeColumn", "ConeResult"]
 
+_PIXEL_SIZE = math.sqrt(math.pi / 3)  # radians: sqrt of a HEALPix pixel's area at order 0
+
 _HEALPIX_NAME = re.compile(r"^_?(?:hpx|healpix)_?(\d{1,2})$", re.IGNORECASE)
 _TYPES = {
     "DOUBLE": "double",
@@ -163,24 +165,21 @@ class ConeCatalog:
         return list(self._columns)
 
     def _healpix_ranges(self, ra: float, dec: float, radius: float) -> list[tuple[int, int]]:
-        """Index ranges (inclusive) of the HEALPix column covering the cone."""
-        from astropy import units as u
-        from astropy.coordinates import Latitude, Longitude
-        from astropy_healpix import HEALPix, nside_to_level, pixel_resolution_to_nside
+        """Index ranges (inclusive) of the HEALPix column covering the cone.
+
+        Plain floats into astropy-healpix's C cone search: the Quantity wrappers cost more
+        Python time (held GIL) than the search itself, which showed under concurrent clients.
+        """
+        from astropy_healpix import _core
 
         assert self.healpix is not None
         column_order = self.healpix[1]
-        # About a dozen pixels across the cone: few ranges, little excess.
-        nside = pixel_resolution_to_nside(max(radius / 4, 1e-5) * u.deg, round="down")
-        order = min(column_order, int(nside_to_level(max(nside, 1))))
-        hp = HEALPix(nside=2**order, order="nested")
-        pixels = np.sort(
-            hp.cone_search_lonlat(
-                Longitude(ra * u.deg),
-                Latitude(dec * u.deg),
-                radius=(radius + hp.pixel_resolution.to_value(u.deg)) * u.deg,
-            )
-        )
+        # About a dozen pixels across the cone: few ranges, little excess. A pixel's size at
+        # order k is sqrt(pi / 3) / 2**k radians (astropy-healpix's pixel resolution).
+        wanted = math.radians(max(radius / 4, 1e-5))
+        order = max(0, min(column_order, math.floor(math.log2(_PIXEL_SIZE / wanted))))
+        pixel_deg = math.degrees(_PIXEL_SIZE / 2**order)
+        pixels = np.sort(_core.healpix_cone_search(ra, dec, radius + pixel_deg, 2**order, "nested"))
         shift = 2 * (column_order - order)
         ranges: list[tuple[int, int]] = []
         for pixel in pixels.tolist():

@@ -11,7 +11,7 @@ import math
 from xml.sax.saxutils import escape, quoteattr
 
 from fastapi import APIRouter, Depends, Request
-from fastapi.responses import Response, StreamingResponse
+from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
 from sciplat.services.common.auth import AuthenticatedUser, require_scope
@@ -92,6 +92,20 @@ def _catalog(context: AppContext) -> ConeCatalog:
     return catalog
 
 
+def _answer(catalog: ConeCatalog, query: ConeQuery) -> bytes:
+    """Search and the whole VOTable in one worker-thread call: the rows are in memory already
+    (at most MAXREC), so streaming them would only add a thread-pool hop per chunk."""
+    result = catalog.search(query.ra, query.dec, query.sr, query.verb, query.maxrec)
+    document = votable_document(
+        result.fields,
+        result.rows,
+        infos={"QUERY_STATUS": "OK"},
+        trailing_infos={"QUERY_STATUS": "OVERFLOW"} if result.overflow else None,
+        resource_name="cone",
+    )
+    return "".join(document).encode()
+
+
 def _available(context: AppContext) -> tuple[bool, str]:
     ok = _catalog(context).catalog.exists()
     return ok, "service is accepting queries" if ok else "the catalog is not built"
@@ -119,18 +133,8 @@ def _router() -> APIRouter:
             query = parse_cone(params, settings.default_maxrec, settings.max_rows)
         except UsageError as exc:
             return scs_error(exc.message)
-        catalog = _catalog(context)
-        result = await run_in_threadpool(
-            catalog.search, query.ra, query.dec, query.sr, query.verb, query.maxrec
-        )
-        document = votable_document(
-            result.fields,
-            result.rows,
-            infos={"QUERY_STATUS": "OK"},
-            trailing_infos={"QUERY_STATUS": "OVERFLOW"} if result.overflow else None,
-            resource_name="cone",
-        )
-        return StreamingResponse(document, media_type=VOTABLE)
+        body = await run_in_threadpool(_answer, _catalog(context), query)
+        return Response(body, media_type=VOTABLE)
 
     return router
 
