@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from sciplat.services.tap.bench import bound_socket, run_benchmark
+from sciplat.services.tap.bench import bound_socket, inherited_socket, run_benchmark
 
 
 @pytest.mark.integration
@@ -34,5 +34,23 @@ def test_bound_socket_holds_its_port() -> None:
 
         with socket.socket() as other, pytest.raises(OSError):
             other.bind(first.getsockname())
+    finally:
+        first.close()
+
+
+def test_inherited_socket_is_tcp() -> None:
+    """The bench server's socket, rebuilt from its inherited descriptor, is TCP (asyncio sets
+    TCP_NODELAY on its connections only then; as AF_UNIX small responses waited for delayed
+    ACKs)."""
+    import os
+    import socket
+
+    first = bound_socket()
+    try:
+        sock = inherited_socket(os.dup(first.fileno()))
+        with sock:
+            assert sock.family == socket.AF_INET and sock.type == socket.SOCK_STREAM
+            assert sock.proto == socket.IPPROTO_TCP
+            assert sock.getsockname() == first.getsockname()
     finally:
         first.close()
