@@ -158,6 +158,7 @@ def serve_tap(settings: Settings, *, hub_api_url: str | None = None) -> Iterator
 def serve_tap_process(settings: Settings) -> Iterator[str]:
     """The same in a separate process, so the benchmark's clients do not share its GIL. The
     listening socket is made here and inherited by the server process."""
+    import shutil
     import subprocess
     import sys
 
@@ -188,6 +189,7 @@ def serve_tap_process(settings: Settings) -> Iterator[str]:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+        shutil.rmtree(spec.parent, ignore_errors=True)
 
 
 def _serve_main(spec: str, port: str, fd: str) -> None:
