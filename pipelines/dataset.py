@@ -216,10 +216,8 @@ def _build(root: Path, size: Any, seed: int, progress: bool) -> DatasetInfo:
     counts.update(_catalogs(root, survey, image_refs, progress))
     if size.images:
         say("[data] HiPS surveys and catalogue")
-        from sciplat.services.hips.build import build_hips
-
         # tiny (CI) trades tile resolution for time; the others keep 2x2 binning.
-        counts["hips"] = len(build_hips(root, binning=4 if size.name == "tiny" else 2))
+        counts["hips"] = _hips(root, survey.bands, 4 if size.name == "tiny" else 2, progress)
     _publish(root)
     info = DatasetInfo(
         format_version=FORMAT_VERSION,
@@ -395,6 +393,28 @@ def _run_parallel(survey: Any, todo: list, progress: bool) -> None:
         pool.shutdown(wait=True)
     finally:
         bar.close()
+
+
+def _hips_band(root: str, band: str, binning: int) -> int:
+    from sciplat.services.hips.build import build_hips
+
+    return len(build_hips(Path(root), bands=[band], binning=binning, catalog=False))
+
+
+def _hips(root: Path, bands: list[str], binning: int, progress: bool) -> int:
+    """HiPS surveys, one band per process on both cores, then the HiPS catalogue of Object."""
+    from sciplat.services.hips.build import build_hips
+
+    workers = max(1, min(2, os.cpu_count() or 1, len(bands)))
+    bar = tqdm(total=len(bands), desc="hips", unit="band", disable=not progress)
+    built = 0
+    # spawn: the parent has threads (no fork); the pool is left with the build on interrupt.
+    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+        for n in pool.map(_hips_band, [str(root)] * len(bands), bands, [binning] * len(bands)):
+            built += n
+            bar.update(1)
+    bar.close()
+    return built + len(build_hips(root, bands=[], binning=binning, catalog=True))
 
 
 def _certify(butler: Any, refs: list) -> None:
