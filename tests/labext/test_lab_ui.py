@@ -1,8 +1,8 @@
 """The lab extension in a real browser (headless Debian Chromium through Playwright) against a
-real platform: status bar, Tutorials, Queries, Portal, Run with parameters, Save All and Exit;
-and a lab whose services are unreachable (start-up dialog, menus say so, the lab keeps
-working). Screenshots go to ``test-artifacts/lab/``. Runs after test_lab_server (it uses the
-files and query that test made, and its last step stops the lab)."""
+real platform: status bar, Tutorials, Queries, Portal, Run with parameters, Save All and Exit,
+Save All, Exit, and Log Out; and a lab whose services are unreachable (start-up dialog, menus
+say so, the lab keeps working). Screenshots go to ``test-artifacts/lab/``. Runs after
+test_lab_server (it uses the files and query that test made, and its last steps stop the lab)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
-from labhelpers import ARTIFACTS, USER, put_file
+from labhelpers import ARTIFACTS, USER, notebook_json, put_file
 
 pytestmark = pytest.mark.integration
 
@@ -281,3 +281,45 @@ def test_save_all_and_exit_stops_the_server(page, lab_platform):
         headers={"Authorization": f"token {lab_platform.harness.token_for(USER)}"},
     )
     assert r.status_code != 200
+
+
+def test_save_all_exit_and_log_out(page, lab_platform):
+    """File > "Save All, Exit, and Log Out" with an unsaved edit: the edit is on disk, the hub
+    records the server stopped, and the browser is logged out (its hub cookies are cleared)."""
+    from playwright.sync_api import expect
+
+    harness = lab_platform.harness
+    if harness.server_model(USER) is None:  # test_save_all_and_exit stopped it
+        harness.start(USER, {"image": "recommended", "size": "small"})
+    path = "exit-logout.ipynb"
+    put_file(lab_platform, path, notebook_json("x = 1"), "notebook")
+    page.goto(f"{lab_platform.lab_url}/lab/tree/{path}")
+    expect(page.locator("#sciplat-status")).to_be_visible(timeout=LONG)
+    dismiss_news(page)
+    # (tabs restored from earlier tests may hold other notebooks' cells)
+    editor = page.locator(".jp-Notebook .jp-CodeCell .cm-content", has_text="x = 1").first
+    expect(editor).to_be_visible(timeout=LONG)
+    editor.click()
+    page.keyboard.press("End")
+    page.keyboard.type("  # typed before logging out")
+    tab = page.locator(".lm-DockPanel-tabBar .lm-TabBar-tab", has_text=path).first
+    expect(tab).to_have_class(re.compile(r"jp-mod-dirty"), timeout=10_000)  # unsaved
+    cookies = {c["name"]: c["value"] for c in page.context.cookies()}
+    assert "jupyterhub-hub-login" in cookies
+    open_menu(page, "File")
+    page.locator('.lm-Menu-item[data-command="sciplat:save-all-exit-and-logout"]').click()
+    page.wait_for_url("**/hub/login**", timeout=LONG)
+    expect(page.locator("#username_input")).to_be_visible(timeout=30_000)
+    shot(page, "15-logged-out-login-page")
+    saved = json.loads((lab_platform.home / path).read_text())
+    assert "".join(saved["cells"][0]["source"]) == "x = 1  # typed before logging out"
+    deadline = time.monotonic() + 60
+    while harness.server_model(USER) is not None and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert harness.server_model(USER) is None  # the hub recorded it stopped
+    # the browser is logged out: its hub cookies are gone, the hub's pages ask for a login
+    left = {c["name"] for c in page.context.cookies()}
+    assert not left & {"jupyterhub-hub-login", "jupyterhub-session-id"}, left
+    page.goto(f"{lab_platform.url}/hub/home")
+    page.wait_for_url("**/hub/login**", timeout=30_000)
+    expect(page.locator("#username_input")).to_be_visible()
