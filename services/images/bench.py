@@ -95,7 +95,7 @@ def _local_server(dataset: Path, say: Say) -> Iterator[tuple[str, str]]:
             "serve_for_bench(Path(sys.argv[1]), Path(sys.argv[2]), int(sys.argv[3]), sys.argv[4])"
         )
         process = subprocess.Popen(
-            [sys.executable, "-c", code, str(dataset), tmp, str(port), token],
+            [sys.executable, "-P", "-c", code, str(dataset), tmp, str(port), token],
             env={**os.environ, "PYTHONUNBUFFERED": "1"},
         )
         url = f"http://127.0.0.1:{port}"

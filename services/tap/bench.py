@@ -169,6 +169,7 @@ def serve_tap_process(settings: Settings) -> Iterator[str]:
     process = subprocess.Popen(
         [
             sys.executable,
+            "-P",  # a checkout's sciplat/ in the working directory must not shadow the package
             "-m",
             "sciplat.services.tap.bench",
             str(spec),

@@ -15,7 +15,10 @@ def test_every_preloaded_module_imports_in_the_platform_env() -> None:
     """A renamed or missing module would silently cost every lab its import time again."""
     code = "import sys\nfor name in sys.argv[1:]:\n    __import__(name)\n"
     result = subprocess.run(
-        [sys.executable, "-c", code, *zygote.PRELOAD], capture_output=True, text=True, timeout=120
+        [sys.executable, "-P", "-c", code, *zygote.PRELOAD],
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert result.returncode == 0, result.stderr[-2000:]
 
