@@ -13,9 +13,7 @@ is kept for the next run (``dachs drop sciplatimages/q`` removes it).
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import os
-import shutil
 import signal
 import subprocess
 import tempfile
@@ -26,7 +24,7 @@ from xml.sax.saxutils import quoteattr
 from sciplat.services.images.catalogdb import connect_catalog
 from sciplat.services.scs.cone import ConeCatalog
 from sciplat.services.tap.bench import bound_socket, wait_until_up
-from sciplat.services.tap.dachs import _has_user, _install, _main_cluster_running, _run
+from sciplat.services.tap.dachs import imported_resource
 
 __all__ = ["dachs_cone_server", "resource_descriptor"]
 
@@ -124,41 +122,17 @@ def _csv_value(value: object) -> str:
 def dachs_cone_server(catalog_path: Path, progress: Callable[[str], None]) -> Iterator[str]:
     """DaCHS serving SCS over the Object table of the DuckDB *catalog_path*; yields the cone
     search URL (``.../scs.xml``, takes ``RA``, ``DEC``, ``SR``, ``VERB``)."""
-    started_cluster = False
-    if not _main_cluster_running():
-        _run(["pg_ctlcluster", "15", "main", "start"], timeout=120)
-        started_cluster = True
+    cone = ConeCatalog(catalog_path)
     try:
-        _install(progress)
-        cone = ConeCatalog(catalog_path)
-        try:
-            rd, names = resource_descriptor(cone)
-        finally:
-            cone.close()
-        inputs = Path(os.environ.get("GAVO_INPUTSDIR", "/var/gavo/inputs")) / RESOURCE
-        inputs.mkdir(parents=True, exist_ok=True)
-        progress("exporting the Object table for DaCHS")
-        _export(catalog_path, cone.table, names, inputs / "object.csv")
-        (inputs / "q.rd").write_text(rd)
-        if _has_user("gavo"):
-            shutil.chown(inputs, "gavo", "gavo")
-        digest = hashlib.sha256((inputs / "object.csv").read_bytes() + rd.encode()).hexdigest()
-        stamp = inputs / "imported.sha256"
-        if stamp.exists() and stamp.read_text() == digest:
-            progress("DaCHS already holds these rows (same export): dachs imp skipped")
-        else:
-            stamp.unlink(missing_ok=True)
-            progress("dachs imp (q3c index)")
-            try:
-                _run(["dachs", "imp", f"{RESOURCE}/q"], timeout=1800)
-            except subprocess.CalledProcessError as exc:
-                raise RuntimeError(f"dachs imp failed: {exc.stdout}{exc.stderr}") from exc
-            stamp.write_text(digest)
-        with _foreground_server(progress) as base:
-            yield f"{base}/{RESOURCE}/q/cone/scs.xml"
+        rd, names = resource_descriptor(cone)
     finally:
-        if started_cluster:
-            subprocess.run(["pg_ctlcluster", "15", "main", "stop"], capture_output=True)
+        cone.close()
+
+    def export(target: Path) -> None:
+        _export(catalog_path, cone.table, names, target)
+
+    with imported_resource(RESOURCE, rd, export, progress), _foreground_server(progress) as base:
+        yield f"{base}/{RESOURCE}/q/cone/scs.xml"
 
 
 @contextlib.contextmanager

@@ -21,7 +21,7 @@ import duckdb
 
 from sciplat.services.tap.bench import wait_until_up
 
-__all__ = ["dachs_server"]
+__all__ = ["dachs_server", "imported_resource"]
 
 URL = "http://localhost:8080/tap"
 RESOURCE = "sciplatbench"
@@ -47,9 +47,6 @@ _RD = """<resource schema="dp1" resdir="sciplatbench">
 """
 
 
-_RD_DIGEST = hashlib.sha256(_RD.encode()).hexdigest()[:16]
-
-
 def _run(args: list[str], **kwargs) -> subprocess.CompletedProcess:
     return subprocess.run(args, check=True, capture_output=True, text=True, **kwargs)
 
@@ -71,48 +68,68 @@ def _install(progress: Callable[[str], None]) -> None:
 
 
 @contextlib.contextmanager
-def dachs_server(catalog: Path, progress: Callable[[str], None]) -> Iterator[str]:
-    """DaCHS serving ``dp1.Object`` from the DuckDB *catalog*; yields its TAP URL."""
+def imported_resource(
+    resource: str, rd: str, export: Callable[[Path], None], progress: Callable[[str], None]
+) -> Iterator[None]:
+    """DaCHS installed, the ``main`` PostgreSQL cluster up and *resource*'s descriptor *rd*
+    imported with the rows *export* writes to ``object.csv``, for the ``with`` block.
+
+    DaCHS imports slowly (its grammar parses the CSV in Python): the imported table is kept, and
+    imported again only when the rows or the descriptor differ from the last import's.
+    """
     started_cluster = False
     if not _main_cluster_running():
         _run(["pg_ctlcluster", "15", "main", "start"], timeout=120)
         started_cluster = True
     try:
         _install(progress)
-        inputs = Path(os.environ.get("GAVO_INPUTSDIR", "/var/gavo/inputs")) / RESOURCE
+        inputs = Path(os.environ.get("GAVO_INPUTSDIR", "/var/gavo/inputs")) / resource
         inputs.mkdir(parents=True, exist_ok=True)
         progress("exporting the table for DaCHS")
-        con = duckdb.connect(str(catalog), read_only=True)
-        try:
-            con.execute(
-                'COPY (SELECT objectId, coord_ra, coord_dec, g_psfFlux FROM dp1."Object") '
-                f"TO '{inputs / 'object.csv'}' (HEADER, DELIMITER ',')"
-            )
-        finally:
-            con.close()
-        (inputs / "q.rd").write_text(_RD)
+        export(inputs / "object.csv")
+        (inputs / "q.rd").write_text(rd)
         if _has_user("gavo"):
             shutil.chown(inputs, "gavo", "gavo")
-        # DaCHS imports slowly (its grammar parses the CSV in Python): the imported table is
-        # kept, and imported again only when the rows differ from the last import's.
-        digest = hashlib.sha256((inputs / "object.csv").read_bytes()).hexdigest() + _RD_DIGEST
+        rows_digest = hashlib.sha256((inputs / "object.csv").read_bytes()).hexdigest()
+        digest = rows_digest + hashlib.sha256(rd.encode()).hexdigest()[:16]
         stamp = inputs / "imported.sha256"
         if stamp.exists() and stamp.read_text() == digest:
             progress("DaCHS already holds these rows (same export): dachs imp skipped")
         else:
             stamp.unlink(missing_ok=True)
             progress("dachs imp (q3c index)")
-            _run(["dachs", "imp", f"{RESOURCE}/q"], timeout=3600)
+            try:
+                _run(["dachs", "imp", f"{resource}/q"], timeout=3600)
+            except subprocess.CalledProcessError as exc:
+                raise RuntimeError(f"dachs imp failed: {exc.stdout}{exc.stderr}") from exc
             stamp.write_text(digest)
+        yield
+    finally:
+        if started_cluster:
+            subprocess.run(["pg_ctlcluster", "15", "main", "stop"], capture_output=True)
+
+
+@contextlib.contextmanager
+def dachs_server(catalog: Path, progress: Callable[[str], None]) -> Iterator[str]:
+    """DaCHS serving ``dp1.Object`` from the DuckDB *catalog*; yields its TAP URL."""
+
+    def export(target: Path) -> None:
+        con = duckdb.connect(str(catalog), read_only=True)
+        try:
+            con.execute(
+                'COPY (SELECT objectId, coord_ra, coord_dec, g_psfFlux FROM dp1."Object") '
+                f"TO '{target}' (HEADER, DELIMITER ',')"
+            )
+        finally:
+            con.close()
+
+    with imported_resource(RESOURCE, _RD, export, progress):
         _run(["dachs", "serve", "start"], timeout=120)
         wait_until_up(f"{URL}/availability", timeout=120)
         try:
             yield URL
         finally:
             subprocess.run(["dachs", "serve", "stop"], capture_output=True, timeout=120)
-    finally:
-        if started_cluster:
-            subprocess.run(["pg_ctlcluster", "15", "main", "stop"], capture_output=True)
 
 
 def _has_user(name: str) -> bool:
