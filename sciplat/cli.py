@@ -10,7 +10,10 @@ from __future__ import annotations
 
 import importlib
 import json
+import os
 import sys
+from collections.abc import Callable
+from typing import Any
 
 import click
 
@@ -80,6 +83,24 @@ _GROUPS = {"bench": bench, "admin": admin, "check": check, "config": config}
 def group(name: str) -> click.Group:
     """One of the shared command groups (``bench``, ``admin``, ``check``, ``config``)."""
     return _GROUPS[name]
+
+
+def echo_progress(message: str) -> None:
+    """A benchmark's progress, on stderr: stdout stays the report."""
+    click.echo(f"... {message}", err=True)
+
+
+def with_load_average(run: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    """The report ``run()`` makes, with the machine's load average before and after (the
+    figures depend on what else the machine runs: they are kept together)."""
+    before = os.getloadavg()
+    report = run()
+    report["load_average"] = {
+        "before": [round(v, 2) for v in before],
+        "after": [round(v, 2) for v in os.getloadavg()],
+        "cpus": os.cpu_count(),
+    }
+    return report
 
 
 def _load_areas() -> None:

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import json
-import os
 
 import click
 
-from sciplat.cli import group
+from sciplat.cli import echo_progress, group, with_load_average
 
 __all__ = ["register"]
 
@@ -30,16 +29,9 @@ def register(cli: click.Group) -> None:
         """MyDB: Parquet upload rows/s, create-from-query (DEST_TABLE) time, join latency."""
         from sciplat.services.mydb.bench import run_benchmark
 
-        def progress(message: str) -> None:
-            click.echo(f"... {message}", err=True)
-
-        load_before = os.getloadavg()
-        report = run_benchmark(rows, objects=objects, backends=backends, progress=progress)
-        report["load_average"] = {
-            "before": [round(v, 2) for v in load_before],
-            "after": [round(v, 2) for v in os.getloadavg()],
-            "cpus": os.cpu_count(),
-        }
+        report = with_load_average(
+            lambda: run_benchmark(rows, objects=objects, backends=backends, progress=echo_progress)
+        )
         if as_json:
             click.echo(json.dumps(report, indent=2))
             return

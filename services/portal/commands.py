@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 
 import click
 
@@ -11,7 +10,7 @@ __all__ = ["register"]
 
 
 def register(cli: click.Group) -> None:
-    from sciplat.cli import group
+    from sciplat.cli import echo_progress, group, with_load_average
 
     @group("bench").command("portal")
     @click.option("--rows", default=1_000_000, show_default=True, help="dp1.Object rows / MAXREC.")
@@ -26,17 +25,9 @@ def register(cli: click.Group) -> None:
         if url and not token:
             raise click.UsageError("--url needs --token (or $SCIPLAT_TOKEN)")
 
-        def progress(message: str) -> None:
-            click.echo(f"... {message}", err=True)
-
-        load_before = os.getloadavg()
-        report = run_benchmark(rows, url=url, token=token, query=query, progress=progress)
-        # The figures depend on what else the machine runs: keep its load with them.
-        report["load_average"] = {
-            "before": [round(v, 2) for v in load_before],
-            "after": [round(v, 2) for v in os.getloadavg()],
-            "cpus": os.cpu_count(),
-        }
+        report = with_load_average(
+            lambda: run_benchmark(rows, url=url, token=token, query=query, progress=echo_progress)
+        )
         if as_json:
             click.echo(json.dumps(report, indent=2))
             return

@@ -6,7 +6,7 @@ import json
 
 import click
 
-from sciplat.cli import group
+from sciplat.cli import echo_progress, group, with_load_average
 
 __all__ = ["register"]
 
@@ -104,29 +104,18 @@ def register(cli: click.Group) -> None:
     @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
     def bench_tap(rows, backends, seconds, stream_rows, vs_dachs, as_json) -> None:
         """TAP cone throughput (1/4/8 clients), sync latency, async floor, rows/s per format."""
-        import os
-
         from sciplat.services.tap.bench import run_benchmark
 
-        # Progress on stderr in both modes: stdout stays the report.
-        def progress(message: str) -> None:
-            click.echo(f"... {message}", err=True)
-
-        load_before = os.getloadavg()
-        report = run_benchmark(
-            rows,
-            backends=tuple(backends),
-            seconds=seconds,
-            stream_rows=stream_rows,
-            vs_dachs=vs_dachs,
-            progress=progress,
+        report = with_load_average(
+            lambda: run_benchmark(
+                rows,
+                backends=tuple(backends),
+                seconds=seconds,
+                stream_rows=stream_rows,
+                vs_dachs=vs_dachs,
+                progress=echo_progress,
+            )
         )
-        # The figures depend on what else the machine runs: keep its load with them.
-        report["load_average"] = {
-            "before": [round(v, 2) for v in load_before],
-            "after": [round(v, 2) for v in os.getloadavg()],
-            "cpus": os.cpu_count(),
-        }
         report["dachs_reference"] = DACHS_REFERENCE
         report["ratios_vs_dachs_reference"] = _ratios(report)
         if vs_dachs:
