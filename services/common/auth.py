@@ -25,6 +25,7 @@ __all__ = [
     "WWW_AUTHENTICATE",
     "AuthenticatedUser",
     "HubTokenVerifier",
+    "StaticTokenVerifier",
     "extract_token",
     "require_scope",
     "require_user",
@@ -62,6 +63,19 @@ def extract_token(request: Request) -> str | None:
             return None
         return password or username or None
     return None
+
+
+class StaticTokenVerifier:
+    """Accepts exactly one token, as one user: for benchmarks, which run without a hub."""
+
+    def __init__(self, token: str, user: str, scopes: set[str], groups: tuple[str, ...] = ()):
+        self.token = token
+        self.user = AuthenticatedUser(user, frozenset(scopes), groups, token=token)
+
+    async def verify(self, token: str) -> AuthenticatedUser:
+        if token != self.token:
+            raise AuthenticationError("Invalid or expired token")
+        return self.user
 
 
 class HubTokenVerifier:

@@ -29,22 +29,6 @@ __all__ = ["run_bench", "serve_for_bench"]
 Say = Callable[[str], None]
 
 
-class _StaticVerifier:
-    """Accepts exactly one token (bench only)."""
-
-    def __init__(self, token: str) -> None:
-        self.token = token
-
-    async def verify(self, token: str) -> Any:
-        from sciplat.services.common.auth import AuthenticatedUser
-        from sciplat.services.common.errors import AuthenticationError
-
-        if token != self.token:
-            raise AuthenticationError("Invalid or expired token")
-        scopes = frozenset({"custom:image:read", "custom:tap:read"})
-        return AuthenticatedUser("bench", scopes, token=token)
-
-
 def serve_for_bench(dataset: Path, state: Path, port: int, token: str) -> None:
     """Serve sia/datalink/soda/scs/hips for *dataset* on 127.0.0.1:*port* (blocking)."""
     import uvicorn
@@ -52,6 +36,7 @@ def serve_for_bench(dataset: Path, state: Path, port: int, token: str) -> None:
 
     from sciplat.config import Settings
     from sciplat.services.app import create_app
+    from sciplat.services.common.auth import StaticTokenVerifier
     from sciplat.services.hips import plugin as hips
     from sciplat.services.images import datalink, sia, soda
     from sciplat.services.plugin import ServicePlugin
@@ -64,7 +49,8 @@ def serve_for_bench(dataset: Path, state: Path, port: int, token: str) -> None:
     settings = Settings(data_dir=state)
 
     async def static_auth(context: Any) -> None:
-        context.verifier = _StaticVerifier(token)
+        scopes = {"custom:image:read", "custom:tap:read"}
+        context.verifier = StaticTokenVerifier(token, "bench", scopes)
 
     auth = ServicePlugin(name="bench-auth", router_factory=APIRouter, startup=static_auth)
     app = create_app(

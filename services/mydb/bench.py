@@ -30,16 +30,8 @@ _USER = "bench"
 def _serve(settings: Settings) -> Iterator[str]:
     """The API service with TAP and MyDB; yields its base URL. Only the bench token works."""
     from sciplat.services.app import create_app, load_plugins
-    from sciplat.services.common.auth import AuthenticatedUser, HubTokenVerifier
-    from sciplat.services.common.errors import AuthenticationError
+    from sciplat.services.common.auth import StaticTokenVerifier
     from sciplat.services.tap.bench import bound_socket, serve_app
-
-    class BenchVerifier(HubTokenVerifier):
-        async def verify(self, token: str) -> AuthenticatedUser:
-            if token != _TOKEN:
-                raise AuthenticationError("Invalid or expired token")
-            scopes = frozenset({"custom:tap:read", "custom:mydb:write"})
-            return AuthenticatedUser(_USER, scopes, ("users",), token=token)
 
     sock = bound_socket()
     base = f"http://127.0.0.1:{sock.getsockname()[1]}/services/api"
@@ -51,8 +43,8 @@ def _serve(settings: Settings) -> Iterator[str]:
         plugins=load_plugins(["sciplat.services.tap:plugin", "sciplat.services.mydb:plugin"]),
     )
     with serve_app(app, sock):
-        context = app.state.context
-        context.verifier = BenchVerifier("http://unused", http=context.http)
+        scopes = {"custom:tap:read", "custom:mydb:write"}
+        app.state.context.verifier = StaticTokenVerifier(_TOKEN, _USER, scopes, ("users",))
         yield base
 
 

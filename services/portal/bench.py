@@ -132,29 +132,13 @@ def measure(
     return out
 
 
-class _BenchVerifier:
-    """Accepts the TAP benchmark's token only (no hub here)."""
-
-    def __init__(self, token: str) -> None:
-        self.token = token
-
-    async def verify(self, token: str):
-        from sciplat.services.common.auth import AuthenticatedUser
-        from sciplat.services.common.errors import AuthenticationError
-        from sciplat.services.portal.auth import PORTAL_SCOPE
-
-        if token != self.token:
-            raise AuthenticationError("Invalid or expired token")
-        return AuthenticatedUser(
-            "bench", frozenset({PORTAL_SCOPE, "custom:tap:read"}), ("staff",), token=token
-        )
-
-
 @contextlib.contextmanager
 def serve_portal(settings: Settings, api_url: str, token: str) -> Iterator[str]:
     """The portal app on a free loopback port (a thread), accepting *token*; yields its base
     URL."""
+    from sciplat.services.common.auth import StaticTokenVerifier
     from sciplat.services.portal.app import create_app
+    from sciplat.services.portal.auth import PORTAL_SCOPE
     from sciplat.services.tap.bench import serve_app
 
     prefix = "/services/portal"
@@ -162,7 +146,8 @@ def serve_portal(settings: Settings, api_url: str, token: str) -> Iterator[str]:
         settings, prefix=prefix, hub_api_url="http://127.0.0.1:9/hub/api", api_url=api_url
     )
     with serve_app(app) as root:
-        app.state.portal.verifier = _BenchVerifier(token)  # set up by the app's lifespan
+        scopes = {PORTAL_SCOPE, "custom:tap:read"}  # the verifier is set up by the lifespan:
+        app.state.portal.verifier = StaticTokenVerifier(token, "bench", scopes, ("staff",))
         yield f"{root}{prefix}"
 
 
@@ -183,7 +168,7 @@ def run_benchmark(
         report["data"] = f"the running platform at {url}"
         return report
 
-    from sciplat.services.tap.bench import _TOKEN, serve_tap_process
+    from sciplat.services.tap.bench import BENCH_TOKEN, serve_tap_process
     from sciplat.services.tap.sample import build_sample_catalog
 
     with tempfile.TemporaryDirectory(prefix="sciplat-bench-portal-") as tmp:
@@ -200,8 +185,10 @@ def run_benchmark(
         with serve_tap_process(settings) as tap_url:
             api_url = tap_url.rsplit("/", 1)[0]
             with (
-                serve_portal(settings, api_url, _TOKEN) as base,
-                httpx.Client(headers={"Authorization": f"Bearer {_TOKEN}"}, timeout=600) as http,
+                serve_portal(settings, api_url, BENCH_TOKEN) as base,
+                httpx.Client(
+                    headers={"Authorization": f"Bearer {BENCH_TOKEN}"}, timeout=600
+                ) as http,
             ):
                 report = measure(http, base, query, rows, progress=progress)
     report["data"] = (

@@ -30,8 +30,10 @@ from typing import Any
 import httpx
 
 from sciplat.config import CatalogConfig, JobsConfig, Settings
+from sciplat.services.common.auth import StaticTokenVerifier
 
 __all__ = [
+    "BENCH_TOKEN",
     "bound_socket",
     "inherited_socket",
     "run_benchmark",
@@ -41,7 +43,7 @@ __all__ = [
     "wait_until_up",
 ]
 
-_TOKEN = "bench-token"
+BENCH_TOKEN = "bench-token"
 _FORMATS = ["votable", "votable/td", "csv", "tsv", "fits", "parquet"]
 
 
@@ -49,14 +51,6 @@ def build_app(settings: Settings, public: str, hub_api_url: str | None):
     """The API service with only the TAP plugin. Without *hub_api_url* only the bench token is
     accepted (benchmarks run without a hub)."""
     from sciplat.services.app import create_app, load_plugins
-    from sciplat.services.common.auth import AuthenticatedUser, HubTokenVerifier
-    from sciplat.services.common.errors import AuthenticationError
-
-    class BenchVerifier(HubTokenVerifier):
-        async def verify(self, token: str) -> AuthenticatedUser:
-            if token != _TOKEN:
-                raise AuthenticationError("Invalid or expired token")
-            return AuthenticatedUser("bench", frozenset({"custom:tap:read"}), ("staff",))
 
     app = create_app(
         settings,
@@ -66,7 +60,8 @@ def build_app(settings: Settings, public: str, hub_api_url: str | None):
         plugins=load_plugins(["sciplat.services.tap:plugin"]),
     )
     if hub_api_url is None:
-        app.add_middleware(_BenchAuth, verifier=BenchVerifier)
+        verifier = StaticTokenVerifier(BENCH_TOKEN, "bench", {"custom:tap:read"}, ("staff",))
+        app.add_middleware(_BenchAuth, verifier=verifier)
     return app
 
 
@@ -74,15 +69,13 @@ class _BenchAuth:
     """Pure ASGI middleware installing the bench verifier (Starlette's ``BaseHTTPMiddleware``
     would copy every streamed body chunk through a memory stream and skew the figures)."""
 
-    def __init__(self, app, verifier: type) -> None:
+    def __init__(self, app, verifier: StaticTokenVerifier) -> None:
         self.app = app
         self.verifier = verifier
 
     async def __call__(self, scope, receive, send) -> None:
         if scope["type"] == "http":
-            context = scope["app"].state.context
-            if not isinstance(context.verifier, self.verifier):
-                context.verifier = self.verifier("http://unused", http=context.http)
+            scope["app"].state.context.verifier = self.verifier
         await self.app(scope, receive, send)
 
 
@@ -203,7 +196,7 @@ def _serve_main(spec: str, port: str, fd: str) -> None:
     )
 
 
-_HEADERS = {"Authorization": f"Bearer {_TOKEN}"}
+_HEADERS = {"Authorization": f"Bearer {BENCH_TOKEN}"}
 #: RESPONSEFORMAT values of our service, and of DaCHS for the same formats.
 OUR_FORMATS = {name: name for name in _FORMATS}
 DACHS_FORMATS = {
