@@ -438,32 +438,6 @@ _Q3C = {
 }
 
 
-def copy_duckdb_table(source: Any, con: Any, schema: str, table: str) -> tuple[str, str]:
-    """Copy one DuckDB table (*source*: a DuckDB cursor) into PostgreSQL (*con*: psycopg)
-    under lower-cased names, replacing a table of that name; returns (schema, table)."""
-    from sciplat.services.tap.pgcluster import _PG_TYPES
-
-    pg_schema, pg_table = schema.lower(), table.lower()
-    columns = source.execute(
-        "SELECT column_name, data_type FROM information_schema.columns "
-        "WHERE table_schema = ? AND table_name = ? ORDER BY ordinal_position",
-        [schema, table],
-    ).fetchall()
-    definition = ", ".join(
-        f'"{name.lower()}" {_PG_TYPES.get(kind, "text")}' for name, kind in columns
-    )
-    names = ", ".join(f'"{name.lower()}"' for name, _ in columns)
-    con.execute(f'CREATE SCHEMA IF NOT EXISTS "{pg_schema}"')
-    con.execute(f'DROP TABLE IF EXISTS "{pg_schema}"."{pg_table}"')
-    con.execute(f'CREATE TABLE "{pg_schema}"."{pg_table}" ({definition})')
-    result = source.execute(f'SELECT * FROM "{schema}"."{table}"')
-    with con.cursor().copy(f'COPY "{pg_schema}"."{pg_table}" ({names}) FROM STDIN') as copy:
-        while rows := result.fetchmany(50_000):
-            for row in rows:
-                copy.write_row(row)
-    return pg_schema, pg_table
-
-
 def load_postgres(
     url: str,
     duckdb_path: str | Path,
@@ -473,8 +447,10 @@ def load_postgres(
     """Replace *tables* (default: the release tables and ObsCore) and TAP_SCHEMA in PostgreSQL
     (lower-cased names, as the postgres TAP backend reads them) from the DuckDB catalog;
     q3c-index positions when the extension is there. *reader_role* gets SELECT on them."""
+    import adbc_driver_postgresql.dbapi as adbc
     import psycopg
 
+    from sciplat.services.tap.pgcluster import indexed_columns, load_table
     from sciplat.services.tap.storage.duckdb import DuckDBCatalog
 
     # Opened as the TAP service opens it (one configuration per file and process in DuckDB).
@@ -489,26 +465,17 @@ def load_postgres(
         with psycopg.connect(url, autocommit=True) as con:
             try:
                 con.execute("CREATE EXTENSION IF NOT EXISTS q3c")
-                has_q3c = True
+                q3c = _Q3C
             except psycopg.Error:
-                has_q3c = False
+                q3c = {}
+        indexed = indexed_columns(source)
+        with adbc.connect(url) as con, con.cursor() as cur:
             for qualified in wanted:
                 schema, table = qualified.split(".")
-                with con.transaction():
-                    pg_schema, pg_table = copy_duckdb_table(source, con, schema, table)
-                    key = f"{pg_schema}.{pg_table}"
-                    if has_q3c and key in _Q3C:
-                        ra, dec = _Q3C[key]
-                        con.execute(
-                            f'CREATE INDEX ON "{pg_schema}"."{pg_table}" '
-                            f'(q3c_ang2ipix("{ra}", "{dec}"))'
-                        )
-                    if reader_role:
-                        con.execute(f'GRANT USAGE ON SCHEMA "{pg_schema}" TO "{reader_role}"')
-                        con.execute(
-                            f'GRANT SELECT ON "{pg_schema}"."{pg_table}" TO "{reader_role}"'
-                        )
-                con.execute(f'ANALYZE "{pg_schema}"."{pg_table}"')
+                load_table(
+                    cur, source, schema, table, q3c=q3c, indexed=indexed, reader_role=reader_role
+                )
+                con.commit()  # each table replaced in one transaction
     finally:
         source.close()
         duck.close()

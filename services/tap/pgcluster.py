@@ -17,7 +17,7 @@ from pathlib import Path
 import duckdb
 import psycopg
 
-__all__ = ["PostgresCluster", "load_catalog", "start_postgres"]
+__all__ = ["PostgresCluster", "indexed_columns", "load_catalog", "load_table", "start_postgres"]
 
 BIN = Path("/usr/lib/postgresql/15/bin")
 
@@ -134,7 +134,7 @@ def load_catalog(
             "SELECT table_schema, table_name FROM information_schema.tables "
             "WHERE table_schema NOT IN ('information_schema', 'pg_catalog', 'main')"
         ).fetchall()
-        indexed = _indexed_columns(source)
+        indexed = indexed_columns(source)
         with psycopg.connect(cluster.admin_url, autocommit=True) as con:
             con.execute("CREATE EXTENSION IF NOT EXISTS pg_sphere")
             con.execute("CREATE EXTENSION IF NOT EXISTS q3c")
@@ -145,13 +145,13 @@ def load_catalog(
             con.execute("GRANT TEMPORARY ON DATABASE catalog TO tapreader")
         with adbc.connect(cluster.admin_url) as con, con.cursor() as cur:
             for schema, table in tables:
-                _load_table(cur, source, schema, table, (q3c or {}), indexed)
+                load_table(cur, source, schema, table, q3c=q3c or {}, indexed=indexed)
                 con.commit()
     finally:
         source.close()
 
 
-def _indexed_columns(source: duckdb.DuckDBPyConnection) -> set[tuple[str, str]]:
+def indexed_columns(source: duckdb.DuckDBPyConnection) -> set[tuple[str, str]]:
     """(``schema.table``, column) in lower case of the columns TAP_SCHEMA marks indexed."""
     try:
         rows = source.execute(
@@ -162,14 +162,19 @@ def _indexed_columns(source: duckdb.DuckDBPyConnection) -> set[tuple[str, str]]:
     return {(table.lower(), column.strip('"').lower()) for table, column in rows}
 
 
-def _load_table(
+def load_table(
     cur,
     source: duckdb.DuckDBPyConnection,
     schema: str,
     table: str,
+    *,
     q3c: dict[str, tuple[str, str]],
     indexed: set[tuple[str, str]],
+    reader_role: str | None = "tapreader",
 ) -> None:
+    """Replace one table (lower-cased names) through the ADBC cursor *cur* (commit after) with
+    the rows of DuckDB's ``schema.table``, indexed as :func:`load_catalog` describes; *reader_role*
+    may read it."""
     columns = source.execute(
         "SELECT column_name, data_type FROM information_schema.columns "
         "WHERE table_schema = ? AND table_name = ? ORDER BY ordinal_position",
@@ -179,7 +184,8 @@ def _load_table(
     qualified = f'"{pg_schema}"."{pg_table}"'
     kinds = [(name, _PG_TYPES.get(kind, "text")) for name, kind in columns]
     cur.execute(f'CREATE SCHEMA IF NOT EXISTS "{pg_schema}"')
-    cur.execute(f'GRANT USAGE ON SCHEMA "{pg_schema}" TO tapreader')
+    if reader_role:
+        cur.execute(f'GRANT USAGE ON SCHEMA "{pg_schema}" TO "{reader_role}"')
     cur.execute(f"DROP TABLE IF EXISTS {qualified}")
     definition = ", ".join(f'"{name.lower()}" {kind}' for name, kind in kinds)
     cur.execute(f"CREATE TABLE {qualified} ({definition})")
@@ -192,7 +198,8 @@ def _load_table(
         f'SELECT * FROM (SELECT {select} FROM "{schema}"."{table}") AS t({aliases})'
     ).to_arrow_reader(100_000)
     cur.adbc_ingest(pg_table, reader, mode="append", db_schema_name=pg_schema)
-    cur.execute(f"GRANT SELECT ON {qualified} TO tapreader")
+    if reader_role:
+        cur.execute(f'GRANT SELECT ON {qualified} TO "{reader_role}"')
     key = f"{pg_schema}.{pg_table}"
     if key in q3c:
         ra, dec = q3c[key]
