@@ -3,20 +3,18 @@
 from __future__ import annotations
 
 import subprocess
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-
-import uvicorn
 
 from sciplat.config import Settings
 from sciplat.services.app import create_app
 from sciplat.services.hips import plugin as hips_plugin
 from sciplat.services.images import datalink, sia, soda
 from sciplat.services.scs import plugin as scs_plugin
-from support.net import free_port, wait_for_http
+from sciplat.services.tap.bench import bound_socket, serve_app
+from support.net import wait_for_http
 
 PLUGINS = [sia.plugin, datalink.plugin, soda.plugin, scs_plugin, hips_plugin]
 
@@ -36,8 +34,8 @@ def serve_images(test_hub, data_dir: Path) -> Iterator[ImageServer]:
     """The image plugins reading ``data_dir/dataset``, served by uvicorn on a loopback port,
     checking tokens against the test hub."""
     settings = test_hub.settings.model_copy(update={"data_dir": data_dir})
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
+    sock = bound_socket()
+    url = f"http://127.0.0.1:{sock.getsockname()[1]}"
     app = create_app(
         settings,
         prefix="/services/api",
@@ -45,17 +43,9 @@ def serve_images(test_hub, data_dir: Path) -> Iterator[ImageServer]:
         public_url=f"{url}/services/api",
         plugins=PLUGINS,
     )
-    server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
-    )
-    thread = threading.Thread(target=server.run, name="image-server", daemon=True)
-    thread.start()
-    try:
+    with serve_app(app, sock):
         wait_for_http(f"{url}/services/api/health", timeout=60)
         yield ImageServer(url=url, settings=settings)
-    finally:
-        server.should_exit = True
-        thread.join(timeout=20)
 
 
 def stilts(task: str, *args: str, token: str | None = None) -> subprocess.CompletedProcess:

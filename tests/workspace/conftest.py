@@ -10,12 +10,10 @@ from __future__ import annotations
 
 import shutil
 import tempfile
-import threading
-import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
-import httpx
 import pytest
 from mydb_support import MAX_UPLOAD, QUOTA_ROWS, Platform
 
@@ -44,55 +42,23 @@ def _settings(data_dir: Path, catalog: CatalogConfig, mydb: MyDBConfig) -> Setti
     )
 
 
-class _Server:
-    """A uvicorn server in a thread, on a free loopback port."""
-
-    def __init__(self, app, port: int) -> None:
-        import uvicorn
-
-        self.server = uvicorn.Server(
-            uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning")
-        )
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
-
-    def start(self, url: str) -> bool:
-        """True once *url* answers; False if the server gave up (e.g. the port was taken)."""
-        self.thread.start()
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            if not self.thread.is_alive():
-                return False
-            try:
-                if httpx.get(url, timeout=2).status_code == 200:
-                    return True
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.1)
-        raise RuntimeError(f"the API service did not answer at {url}")
-
-    def stop(self) -> None:
-        self.server.should_exit = True
-        self.thread.join(timeout=30)
-
-
-def _serve(test_hub, settings: Settings) -> tuple[_Server, str]:
+@contextmanager
+def _serve(test_hub, settings: Settings) -> Iterator[str]:
+    """The API service (TAP + MyDB) in a thread on a loopback socket; yields its URL."""
     from sciplat.services.app import create_app, load_plugins
-    from support.net import free_port
+    from sciplat.services.tap.bench import bound_socket, serve_app
 
-    for _ in range(3):  # a free port can be taken by another process before we bind it
-        port = free_port()
-        api_url = f"http://127.0.0.1:{port}/services/api"
-        app = create_app(
-            settings,
-            prefix="/services/api",
-            hub_api_url=test_hub.api_url,
-            public_url=api_url,
-            plugins=load_plugins(["sciplat.services.tap:plugin", "sciplat.services.mydb:plugin"]),
-        )
-        server = _Server(app, port)
-        if server.start(f"{api_url}/health"):
-            return server, api_url
-    raise RuntimeError("the API service did not start (see the log above)")
+    sock = bound_socket()  # bound before the app is made: no free-port race
+    api_url = f"http://127.0.0.1:{sock.getsockname()[1]}/services/api"
+    app = create_app(
+        settings,
+        prefix="/services/api",
+        hub_api_url=test_hub.api_url,
+        public_url=api_url,
+        plugins=load_plugins(["sciplat.services.tap:plugin", "sciplat.services.mydb:plugin"]),
+    )
+    with serve_app(app, sock):
+        yield api_url
 
 
 @pytest.fixture(scope="session")
@@ -108,9 +74,8 @@ def mydb_catalog(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def duckdb_platform(test_hub, mydb_catalog: Path) -> Iterator[Platform]:
     settings = _settings(mydb_catalog, CatalogConfig(), MyDBConfig(max_upload_bytes=MAX_UPLOAD))
-    server, api_url = _serve(test_hub, settings)
-    yield Platform("duckdb", api_url, settings, test_hub)
-    server.stop()
+    with _serve(test_hub, settings) as api_url:
+        yield Platform("duckdb", api_url, settings, test_hub)
 
 
 @pytest.fixture(scope="session")
@@ -135,11 +100,10 @@ def postgres_platform(test_hub, mydb_catalog: Path) -> Iterator[Platform]:
             CatalogConfig(backend="postgres", url=cluster.reader_url),
             MyDBConfig(max_upload_bytes=MAX_UPLOAD, writer_url=cluster.admin_url),
         )
-        server, api_url = _serve(test_hub, settings)
         try:
-            yield Platform("postgres", api_url, settings, test_hub, admin_url=cluster.admin_url)
+            with _serve(test_hub, settings) as api_url:
+                yield Platform("postgres", api_url, settings, test_hub, admin_url=cluster.admin_url)
         finally:
-            server.stop()
             shutil.rmtree(data, ignore_errors=True)
     finally:
         cluster.stop()
