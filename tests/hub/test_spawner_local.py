@@ -37,6 +37,7 @@ print(json.dumps({
     "mode": oct(os.stat(os.environ["SCIPLAT_DISCOVERY"]).st_mode & 0o777),
     "image": os.environ["SCIPLAT_IMAGE"], "size": os.environ["SCIPLAT_SIZE"],
     "mem": os.environ["MEM_LIMIT"], "uid": os.getuid(), "home": os.environ["HOME"],
+    "cpu": os.environ["CPU_LIMIT"],
     "kernel": os.environ.get("SCIPLAT_KERNEL"),
     "scopes": httpx.get(os.environ["JUPYTERHUB_API_URL"] + "/user",
                         headers={"Authorization": "token " + sciplat.client.token()}
@@ -50,6 +51,7 @@ print(json.dumps({
     assert info["discovery"] == f"{info['home']}/.sciplat/discovery.json"
     assert info["mode"] == "0o600"
     assert (info["image"], info["size"], info["mem"]) == ("w2026_47", "tiny", str(2**30))
+    assert info["cpu"] == "1"  # a whole number: lsst.resources reads CPU_LIMIT with int()
     assert info["kernel"] == "lsst"  # the "LSST (sciplat)" kernel spec is the default
     # The lab's token holds exactly the data scopes of alice's group "users"...
     custom = sorted(s for s in info["scopes"] if s.startswith("custom:"))
