@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import os
 import pwd
@@ -26,17 +25,9 @@ def keep_logs(settings: Settings, target: Path) -> None:
 
 def remove_accounts(settings: Settings, users: list[str]) -> None:
     """Delete the Unix accounts sciplat made for *users* (only as root: otherwise none)."""
-    if os.geteuid() != 0:
-        return
-    from sciplat.hub.accounts import AccountManager
+    from sciplat.hub import accounts
 
-    manager = AccountManager(settings.homes_dir)
-
-    async def remove() -> None:
-        for user in users:
-            await manager.remove(user)
-
-    asyncio.run(remove())
+    accounts.remove_accounts(settings.homes_dir, users)
 
 
 def stop_user_processes(user: str) -> None:
